@@ -1,0 +1,50 @@
+"""How core code reports progress and learns about cancellation.
+
+Core functions take an optional ``progress`` argument: anything with the methods of
+:class:`Progress`. The Processing adapter wraps a ``QgsProcessingFeedback``; scripts
+can pass :class:`PrintProgress` or nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import CancelledError
+
+
+class Progress:
+    """No-op progress sink; subclass and override what you need."""
+
+    def set_progress(self, percent: float) -> None:  # 0..100
+        pass
+
+    def is_cancelled(self) -> bool:
+        return False
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`CancelledError` when the user asked to stop."""
+        if self.is_cancelled():
+            raise CancelledError()
+
+
+class PrintProgress(Progress):
+    """Progress for scripts: messages to stderr."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+
+    def info(self, message: str) -> None:
+        print(message, file=self.stream)
+
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=self.stream)
+
+
+def as_progress(progress: Progress | None) -> Progress:
+    return progress if progress is not None else Progress()

@@ -1,0 +1,56 @@
+"""Find the plugin's runtime dependencies without touching QGIS's own packages.
+
+``make install`` puts onnxruntime (and only what it needs that QGIS lacks) into
+``<plugin folder>/_deps``. That folder is *appended* to ``sys.path``, so the numpy,
+GDAL and Qt that QGIS was built against always win over anything in it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+DEPS_DIR = os.path.join(PLUGIN_DIR, "_deps")
+
+# module name -> (what it is for, how to install it on Debian/Ubuntu)
+RUNTIME_DEPENDENCIES = {
+    "numpy": ("arrays", "apt-get install python3-numpy"),
+    "rasterio": ("raster reading and writing", "apt-get install python3-rasterio"),
+    "pandas": ("CSV tables", "apt-get install python3-pandas"),
+    "onnxruntime": (
+        "running models",
+        "make install (from the source tree), or "
+        "/usr/bin/python3 -m pip install --user 'onnxruntime==1.32.0' 'numpy<2'",
+    ),
+}
+
+
+def add_bundled_dependencies() -> None:
+    """Append the plugin's private dependency folder to sys.path (idempotent)."""
+    if os.path.isdir(DEPS_DIR) and DEPS_DIR not in sys.path:
+        sys.path.append(DEPS_DIR)
+
+
+def is_available(module: str) -> bool:
+    add_bundled_dependencies()
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_dependencies(modules=None) -> list[str]:
+    """Names of the runtime modules that cannot be imported."""
+    modules = modules or RUNTIME_DEPENDENCIES
+    return [m for m in modules if not is_available(m)]
+
+
+def install_hint(modules) -> str:
+    """A plain-words sentence telling the user what to install."""
+    parts = []
+    for m in modules:
+        purpose, how = RUNTIME_DEPENDENCIES.get(m, ("", f"pip install {m}"))
+        parts.append(f"{m} ({purpose}): {how}")
+    return "Missing Python packages. Install " + "; ".join(parts) + ". Then restart QGIS."
