@@ -1,0 +1,57 @@
+"""Helpers for tests that use the built plugin, a QGIS profile and the real executables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR = ROOT / "build" / "plugin" / "geoplant_qgis"
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # Debian's /usr/bin/qgis_process wrapper is broken
+
+sys.path.insert(0, str(ROOT / "tools"))
+import install_plugin  # noqa: E402
+
+
+def build_plugin() -> Path:
+    """`make build`: the plugin folder as QGIS sees it."""
+    subprocess.run(["make", "-s", "build"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return BUILD_DIR
+
+
+def install_into(profile_root: Path, with_dependencies: bool = True) -> Path:
+    build_plugin()
+    requirements = ROOT / "requirements.txt" if with_dependencies else None
+    return install_plugin.install(
+        BUILD_DIR, profile_root, requirements=requirements, constraints=ROOT / "constraints.txt"
+    )
+
+
+def headless_env(profile_root: Path | None = None) -> dict:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    # The QGIS under test must find its dependencies the way a user's QGIS does: not from our venv.
+    env.pop("PYTHONPATH", None)
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    if profile_root is not None:
+        env["QGIS_CUSTOM_CONFIG_PATH"] = str(profile_root)
+    return env
+
+
+def qgis_process(profile_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [QGIS_PROCESS, *args],
+        env=headless_env(profile_root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def qgis_process_json(profile_root: Path, *args: str, timeout: int = 300) -> dict:
+    done = qgis_process(profile_root, "--json", *args, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout[done.stdout.index("{") :])
