@@ -1,0 +1,213 @@
+"""Which raster band holds each variable a model (or a sampling run) needs.
+
+Rules (docs/model-contract.md): a band whose description equals the variable name, else a
+one-band raster whose file name without extension equals it; names compare ignoring case,
+``_``, ``-`` and spaces. An explicit mapping (``var=path[#band];...`` or a CSV file
+``variable,path,band``) overrides both.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import rasterio
+
+from .errors import InputDataError
+
+_IGNORED = re.compile(r"[\s_\-]+")
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """One band of one raster file; ``band`` is 1-based as in GDAL."""
+
+    path: str
+    band: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}#{self.band}"
+
+
+def normalise_name(s: str) -> str:
+    """The form names are compared in: lower case, without ``_``, ``-`` or spaces."""
+    return _IGNORED.sub("", str(s)).casefold()
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(str(path).rstrip("/\\"))
+    stem, ext = os.path.splitext(name)
+    return stem if ext else name
+
+
+def raster_band_names(path) -> list[str]:
+    """The band descriptions of a raster ("" for a band without one)."""
+    path = os.fspath(path)
+    try:
+        with rasterio.open(path) as src:
+            return [d or "" for d in src.descriptions]
+    except rasterio.errors.RasterioIOError as error:
+        raise InputDataError(f"Cannot open the raster '{path}': {error}") from None
+
+
+def _catalogue(raster_paths: Iterable) -> list[tuple[str, list[str]]]:
+    return [(os.fspath(p), raster_band_names(p)) for p in raster_paths]
+
+
+def _find(name: str, catalogue: list[tuple[str, list[str]]]) -> BandRef | None:
+    key = normalise_name(name)
+    if not key:
+        return None
+    for path, descriptions in catalogue:
+        for i, description in enumerate(descriptions):
+            if description and normalise_name(description) == key:
+                return BandRef(path, i + 1)
+    for path, descriptions in catalogue:
+        if len(descriptions) == 1 and normalise_name(_stem(path)) == key:
+            return BandRef(path, 1)
+    return None
+
+
+def find_band(name: str, raster_paths: Sequence) -> BandRef | None:
+    """The band holding variable ``name`` among ``raster_paths``, or None.
+
+    First a band whose description matches (rasters and bands in order), else a one-band
+    raster whose file stem matches.
+    """
+    return _find(name, _catalogue(raster_paths))
+
+
+def _parse_band(text: str, where: str) -> int:
+    text = text.strip()
+    if not text:
+        return 1
+    try:
+        band = int(text)
+    except ValueError:
+        band = 0
+    if band < 1:
+        raise InputDataError(f"MAPPING {where}: band must be a whole number from 1, not '{text}'.")
+    return band
+
+
+def _parse_csv(path: str) -> dict[str, BandRef]:
+    base = os.path.dirname(os.path.abspath(path))
+    mapping: dict[str, BandRef] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except OSError as error:
+        raise InputDataError(f"Cannot read the MAPPING file '{path}': {error.strerror}.") from None
+    name = os.path.basename(path)
+    for line, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if line == 1 and [c.lower() for c in cells[:2]] == ["variable", "path"]:
+            continue  # header
+        where = f"file '{name}' line {line}"
+        if len(cells) < 2 or not cells[0] or not cells[1] or len(cells) > 3:
+            raise InputDataError(f"MAPPING {where}: expected 'variable,path[,band]', got '{','.join(row)}'.")
+        band = _parse_band(cells[2] if len(cells) > 2 else "", where)
+        raster = cells[1]
+        if not os.path.isabs(raster) and not raster.startswith("/vsi"):
+            raster = os.path.join(base, raster)
+        mapping[cells[0]] = BandRef(raster, band)
+    return mapping
+
+
+def parse_mapping(text) -> dict[str, BandRef]:
+    """Parse a MAPPING: ``var=path[#band]`` pairs separated by ``;`` (or new lines), or a
+    CSV file ``variable,path,band`` (header and band optional; relative paths are relative
+    to the CSV). Empty -> {}. Malformed entries -> :class:`InputDataError`.
+    """
+    if text is None:
+        return {}
+    text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    if not text.strip():
+        return {}
+    candidate = text.strip().strip('"')
+    if os.path.isfile(candidate):
+        return _parse_csv(candidate)
+    if "=" not in candidate and "\n" not in candidate and ";" not in candidate:
+        if candidate.lower().endswith((".csv", ".txt")):
+            raise InputDataError(f"The MAPPING file '{candidate}' does not exist.")
+    mapping: dict[str, BandRef] = {}
+    for i, entry in enumerate(re.split(r"[;\n]", text), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        where = f"entry {i} '{entry}'"
+        variable, sep, target = entry.partition("=")
+        variable, target = variable.strip(), target.strip().strip('"')
+        if not sep or not variable or not target:
+            raise InputDataError(f"MAPPING {where}: expected 'variable=path' or 'variable=path#band'.")
+        path, hash_, band_text = target.rpartition("#")
+        if hash_ and path and band_text.strip().lstrip("-").isdigit():
+            band = _parse_band(band_text, where)
+        elif hash_ and path and not band_text.strip():
+            raise InputDataError(f"MAPPING {where}: a band number must follow '#'.")
+        else:
+            path, band = target, 1
+        mapping[variable] = BandRef(path.strip(), band)
+    return mapping
+
+
+def _check_ref(variable: str, ref: BandRef) -> BandRef:
+    try:
+        with rasterio.open(ref.path) as src:
+            count = src.count
+    except rasterio.errors.RasterioIOError:
+        raise InputDataError(
+            f"MAPPING for '{variable}': cannot open the raster '{ref.path}' (no such file or not a raster)."
+        ) from None
+    if ref.band > count:
+        raise InputDataError(
+            f"MAPPING for '{variable}': '{ref.path}' has {count} band(s), there is no band {ref.band}."
+        )
+    return ref
+
+
+def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None) -> dict[str, BandRef]:
+    """Every name -> its band. ``mapping`` (a dict from :func:`parse_mapping`, or its text)
+    overrides the description / file-name rules. Missing names -> :class:`InputDataError`
+    listing all of them and what was available.
+    """
+    if mapping is None or isinstance(mapping, str | os.PathLike):
+        mapping = parse_mapping(mapping)
+    by_key = {normalise_name(k): (k, v) for k, v in mapping.items()}
+    catalogue = _catalogue(raster_paths)
+    resolved: dict[str, BandRef] = {}
+    missing: list[str] = []
+    for name in names:
+        if name in resolved:
+            continue
+        hit = by_key.get(normalise_name(name))
+        if hit is not None:
+            resolved[name] = _check_ref(name, hit[1])
+            continue
+        ref = _find(name, catalogue)
+        if ref is None:
+            missing.append(name)
+        else:
+            resolved[name] = ref
+    if missing:
+        available = []
+        for path, descriptions in catalogue:
+            named = [d for d in descriptions if d]
+            if named:
+                available.append(f"{os.path.basename(path)} (bands: {', '.join(named)})")
+            elif len(descriptions) == 1:
+                available.append(f"{os.path.basename(path)} (one band, name '{_stem(path)}')")
+            else:
+                available.append(f"{os.path.basename(path)} ({len(descriptions)} bands without descriptions)")
+        raise InputDataError(
+            f"{len(missing)} variable(s) not found in the rasters: {', '.join(missing)}. "
+            f"A variable is a band whose description is its name, or a one-band raster named after it "
+            f"(case, '_', '-' and spaces ignored). Available: {'; '.join(available) or 'no rasters given'}. "
+            f"Give the rest with MAPPING, e.g. '{missing[0]}=/path/to/raster.tif#1'."
+        )
+    return resolved
