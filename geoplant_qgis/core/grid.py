@@ -1,0 +1,211 @@
+"""The grid a prediction or a sampling run covers: square cells in a projected CRS.
+
+The origin is snapped to multiples of the cell size so runs over neighbouring areas line
+up cell for cell. A cell's value is taken at its centre; with an AREA, cells whose centre
+is outside the polygons are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.features import geometry_mask
+from rasterio.transform import Affine
+from rasterio.warp import transform_bounds, transform_geom
+from rasterio.windows import Window
+
+from .errors import InputDataError
+
+#: tolerance (in cells) below which an extent edge counts as lying on a grid line
+SNAP_TOLERANCE = 1e-6
+
+
+def parse_crs(crs, what: str = "CRS") -> CRS:
+    """A rasterio CRS from "EPSG:3035", WKT, PROJ text or a CRS; InputDataError if unknown."""
+    if isinstance(crs, CRS):
+        return crs
+    try:
+        if crs is None or (isinstance(crs, str) and not crs.strip()):
+            raise CRSError("empty")
+        return CRS.from_user_input(crs)
+    except CRSError:
+        raise InputDataError(f"The {what} '{crs}' is not a coordinate reference system GDAL knows.") from None
+
+
+def projected_crs(crs, what: str = "grid CRS") -> CRS:
+    """``crs`` if it is projected with metre units, else InputDataError."""
+    parsed = parse_crs(crs, what)
+    if not parsed.is_projected:
+        raise InputDataError(
+            f"The {what} {crs} is not projected (its units are degrees): cells must be square in metres. "
+            f"Choose a projected CRS such as EPSG:3035 (Europe, equal area) or a UTM zone."
+        )
+    units, factor = parsed.linear_units_factor
+    if not math.isclose(factor, 1.0):
+        raise InputDataError(
+            f"The {what} {crs} measures in {units}, not metres: choose a CRS in metres such as EPSG:3035."
+        )
+    return parsed
+
+
+@dataclass(frozen=True)
+class Grid:
+    """``width`` x ``height`` cells of ``cell_size`` metres; (left, top) is the north-west corner."""
+
+    crs: str
+    cell_size: float
+    left: float
+    top: float
+    width: int
+    height: int
+
+    @property
+    def transform(self) -> Affine:
+        return Affine(self.cell_size, 0.0, self.left, 0.0, -self.cell_size, self.top)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top)."""
+        return (
+            self.left,
+            self.top - self.height * self.cell_size,
+            self.left + self.width * self.cell_size,
+            self.top,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns)."""
+        return (self.height, self.width)
+
+    @property
+    def n_cells(self) -> int:
+        return self.width * self.height
+
+    def cell_centres(self, row_start: int, row_stop: int, col_start: int = 0, col_stop: int | None = None):
+        """Centres of the cells in rows [row_start, row_stop) x columns [col_start, col_stop),
+        as two float64 1-D arrays in row-major order (x varies fastest)."""
+        if col_stop is None:
+            col_stop = self.width
+        cols = np.arange(col_start, col_stop, dtype=np.float64)
+        rows = np.arange(row_start, row_stop, dtype=np.float64)
+        xs = self.left + (cols + 0.5) * self.cell_size
+        ys = self.top - (rows + 0.5) * self.cell_size
+        return np.tile(xs, len(rows)), np.repeat(ys, len(cols))
+
+    def window_centres(self, window: Window):
+        """:meth:`cell_centres` of a rasterio Window of this grid."""
+        r0, c0 = int(window.row_off), int(window.col_off)
+        return self.cell_centres(r0, r0 + int(window.height), c0, c0 + int(window.width))
+
+    def window_transform(self, window: Window) -> Affine:
+        return self.transform * Affine.translation(window.col_off, window.row_off)
+
+    def blocks(self, rows_per_block: int) -> Iterator[Window]:
+        """Full-width bands of ``rows_per_block`` rows (the last one shorter), north to south."""
+        rows_per_block = max(1, int(rows_per_block))
+        for row in range(0, self.height, rows_per_block):
+            yield Window(0, row, self.width, min(rows_per_block, self.height - row))
+
+    def rows_for_cells(self, cells_per_block: int) -> int:
+        """How many full rows hold about ``cells_per_block`` cells (at least one)."""
+        return max(1, int(cells_per_block) // max(1, self.width))
+
+
+def make_grid(extent, extent_crs=None, crs="EPSG:3035", cell_size: float = 100.0) -> Grid:
+    """The snapped grid covering ``extent`` = (xmin, ymin, xmax, ymax) given in ``extent_crs``
+    (default: ``crs``). The extent is transformed with densified edges, then widened to the
+    next multiples of ``cell_size``."""
+    target = projected_crs(crs)
+    try:
+        cell_size = float(cell_size)
+    except (TypeError, ValueError):
+        cell_size = float("nan")
+    if not math.isfinite(cell_size) or cell_size <= 0:
+        raise InputDataError(f"The cell size must be a positive number of metres, not {cell_size}.")
+    try:
+        xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    except (TypeError, ValueError):
+        raise InputDataError(
+            f"The extent must be four numbers (xmin, ymin, xmax, ymax), not {extent!r}."
+        ) from None
+    if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)) or xmin >= xmax or ymin >= ymax:
+        raise InputDataError(
+            f"The extent ({xmin}, {ymin}, {xmax}, {ymax}) is empty: it needs xmin < xmax and ymin < ymax."
+        )
+    source = target if extent_crs is None else parse_crs(extent_crs, "extent CRS")
+    if source != target:
+        try:
+            xmin, ymin, xmax, ymax = transform_bounds(source, target, xmin, ymin, xmax, ymax, densify_pts=21)
+        except Exception as error:  # PROJ errors come in several types
+            raise InputDataError(f"The extent cannot be transformed to {crs}: {error}") from None
+        if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)) or xmin >= xmax or ymin >= ymax:
+            raise InputDataError(f"The extent is outside the area where {crs} is defined.")
+    c0 = math.floor(xmin / cell_size + SNAP_TOLERANCE)
+    c1 = math.ceil(xmax / cell_size - SNAP_TOLERANCE)
+    r0 = math.floor(ymin / cell_size + SNAP_TOLERANCE)
+    r1 = math.ceil(ymax / cell_size - SNAP_TOLERANCE)
+    width, height = max(1, c1 - c0), max(1, r1 - r0)
+    crs_text = crs if isinstance(crs, str) else target.to_string()
+    return Grid(crs_text, cell_size, c0 * cell_size, r1 * cell_size, int(width), int(height))
+
+
+def _as_geojson(geometry):
+    """GeoJSON-like dict from a dict, an object with __geo_interface__, GeoJSON text, WKT or WKB."""
+    if isinstance(geometry, dict):
+        if geometry.get("type") == "Feature":
+            return geometry.get("geometry")
+        return geometry
+    if hasattr(geometry, "__geo_interface__"):
+        return geometry.__geo_interface__
+    if isinstance(geometry, str) and geometry.lstrip().startswith("{"):
+        try:
+            return _as_geojson(json.loads(geometry))
+        except ValueError:
+            raise InputDataError("An AREA geometry is not valid GeoJSON.") from None
+    from osgeo import ogr  # GDAL's bindings, shipped with QGIS and rasterio's GDAL
+
+    if isinstance(geometry, bytes | bytearray | memoryview):
+        geom = ogr.CreateGeometryFromWkb(bytes(geometry))
+    elif isinstance(geometry, str):
+        geom = ogr.CreateGeometryFromWkt(geometry)
+    else:
+        raise InputDataError(f"An AREA geometry has an unsupported type: {type(geometry).__name__}.")
+    if geom is None:
+        raise InputDataError("An AREA geometry is not valid WKB/WKT.")
+    return json.loads(geom.GetLinearGeometry().ExportToJson())
+
+
+def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None = None) -> np.ndarray:
+    """Boolean array over the grid (or ``window`` of it), True where the cell centre is
+    inside one of the polygons. ``geometries``: WKB bytes, WKT/GeoJSON text, GeoJSON-like
+    dicts (a single one or a list) in ``geometries_crs`` (default: the grid's CRS)."""
+    if isinstance(geometries, dict | str | bytes) or hasattr(geometries, "__geo_interface__"):
+        geometries = [geometries]
+    shapes = []
+    for g in geometries:
+        gj = _as_geojson(g)
+        if gj and gj.get("type") in ("GeometryCollection",):
+            shapes.extend(gj.get("geometries", []))
+        elif gj:
+            shapes.append(gj)
+    shapes = [s for s in shapes if s.get("type") in ("Polygon", "MultiPolygon")]
+    if not shapes:
+        raise InputDataError("The AREA has no polygons.")
+    target = parse_crs(grid.crs)
+    if geometries_crs is not None:
+        source = parse_crs(geometries_crs, "AREA CRS")
+        if source != target:
+            shapes = [transform_geom(source, target, s) for s in shapes]
+    if window is None:
+        window = Window(0, 0, grid.width, grid.height)
+    out_shape = (int(window.height), int(window.width))
+    return geometry_mask(
+        shapes, out_shape=out_shape, transform=grid.window_transform(window), all_touched=False, invert=True
+    )
