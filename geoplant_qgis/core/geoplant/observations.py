@@ -1,0 +1,511 @@
+"""GeoPlant / GeoLifeCLEF presence-absence and presence-only metadata CSVs, streamed.
+
+Columns (GLC24/GLC25): ``lon,lat,year,geoUncertaintyInM,areaInM2,region,country,
+speciesId,surveyId``; GeoPlant adds ``county,district``, PO files add publisher, date,
+... (ignored here). One row per (survey, species); ``speciesId`` is written as a float
+(``6310.0``); test files have no ``speciesId`` column. Coordinates are WGS84.
+
+Decisions (see docs/geoplant-formats.md):
+
+* required columns are ``lon``, ``lat`` and ``surveyId``; the other standard columns are
+  optional (filled with empty values when absent);
+* ``areaInM2`` written as ``-inf`` (or ``inf``) means "unknown" in the dataset: it is read
+  as NaN (an empty field in a GeoPackage), like an empty ``areaInM2``; the count is reported;
+* a row is malformed when a required value is missing, a numeric column holds text, an id
+  or the year is not a whole number, lon/lat are out of range, or the row has more fields
+  than the header. Malformed rows are skipped, counted, and reported with examples
+  through ``progress.warning`` at the end of the file, never silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputDataError
+from ..progress import as_progress
+
+STANDARD_COLUMNS = (
+    "lon",
+    "lat",
+    "year",
+    "geoUncertaintyInM",
+    "areaInM2",
+    "region",
+    "country",
+    "speciesId",
+    "surveyId",
+)
+REQUIRED_COLUMNS = ("lon", "lat", "surveyId")
+FLOAT_COLUMNS = ("lon", "lat", "geoUncertaintyInM", "areaInM2")
+INTEGER_COLUMNS = ("year", "speciesId", "surveyId")
+TEXT_COLUMNS = ("region", "country")
+#: survey attributes of the aggregated table, in output order
+SURVEY_COLUMNS = (
+    "surveyId",
+    "lon",
+    "lat",
+    "year",
+    "country",
+    "region",
+    "geoUncertaintyInM",
+    "areaInM2",
+    "speciesIds",
+    "richness",
+)
+EMPTY_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
+#: extra fields tolerated by the fast parser before falling back to the slow one
+_SENTINELS = 32
+_MAX_EXAMPLES = 5
+
+
+def _read_header(path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except FileNotFoundError:
+        raise InputDataError(f"Observations file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputDataError(f"{path} is a folder, not an observations CSV file.") from None
+    except UnicodeDecodeError:
+        raise InputDataError(f"{path} is not a UTF-8 text CSV file.") from None
+    if not header:
+        raise InputDataError(f"Observations file {path} is empty (no header line).")
+    return [name.strip() for name in header]
+
+
+def check_columns(path) -> list[str]:
+    """The header of ``path``; :class:`InputDataError` naming missing required columns."""
+    header = _read_header(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputDataError(
+            f"{os.path.basename(os.fspath(path))} lacks the required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(header) or 'none'}). GeoPlant observation files have "
+            f"{', '.join(STANDARD_COLUMNS)}."
+        )
+    return header
+
+
+class _Problems:
+    """Malformed-row bookkeeping: counts per reason and the first examples."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.examples: list[str] = []
+        self.total = 0
+
+    def add(self, reason: str, example: str, count: int = 1):
+        self.counts[reason] = self.counts.get(reason, 0) + count
+        self.total += count
+        if len(self.examples) < _MAX_EXAMPLES:
+            self.examples.append(example)
+
+    def report(self, progress, name: str, rows: int):
+        if not self.total:
+            return
+        parts = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.counts.items()))
+        progress.warning(
+            f"{name}: skipped {self.total} malformed row(s) of {rows} ({parts}). "
+            f"Examples: {'; '.join(self.examples)}"
+        )
+
+
+@dataclass
+class ReadStats:
+    """What a pass over a file found (filled while :func:`read_observations` runs)."""
+
+    rows: int = 0  # data rows seen (blank lines excluded)
+    kept: int = 0
+    malformed: int = 0
+    outside_bounds: int = 0
+    infinite_area: int = 0
+    has_species: bool = True
+
+
+def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float values, mask of non-empty text that is not a number)."""
+    stripped = values.str.strip()
+    empty = stripped.isin(EMPTY_TOKENS).to_numpy()
+    numbers = pd.to_numeric(stripped.where(~empty), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(numbers) & ~empty
+    return numbers, bad
+
+
+def _validate_chunk(raw: pd.DataFrame, header: list[str], first_line: int, problems: _Problems, stats):
+    """Typed standard columns of the valid rows of ``raw`` (all columns are strings)."""
+    n = len(raw)
+    line_numbers = np.arange(first_line, first_line + n)
+    blank = (raw[header] == "").all(axis=1).to_numpy()
+    extra_cols = [c for c in raw.columns if c.startswith("\x00extra")]
+    too_many = (raw[extra_cols] != "").any(axis=1).to_numpy() if extra_cols else np.zeros(n, bool)
+
+    reason = np.full(n, "", dtype=object)
+    detail = np.full(n, "", dtype=object)
+
+    def flag(mask, why, what):
+        mask = mask & (reason == "") & ~blank
+        if mask.any():
+            reason[mask] = why
+            detail[mask] = what if isinstance(what, str) else what[mask]
+
+    flag(too_many, "too many fields", f"more than {len(header)} fields")
+    columns = {}
+    for name in STANDARD_COLUMNS:
+        if name not in header:
+            continue
+        text = raw[name]
+        if name in TEXT_COLUMNS:
+            stripped = text.str.strip()
+            columns[name] = stripped.where(~stripped.isin(EMPTY_TOKENS), None)
+            continue
+        numbers, bad = _numeric(text)
+        columns[name] = numbers
+        shown = ("'" + text.str.slice(0, 30) + "'").to_numpy(dtype=object)
+        if name in REQUIRED_COLUMNS or name == "speciesId":
+            flag(np.isnan(numbers) & ~bad, "missing values", f"{name} is empty")
+        flag(bad, "text in numeric columns", f"{name} is " + shown + " (not a number)")
+        if name in INTEGER_COLUMNS:
+            finite = np.isfinite(numbers)
+            frac = np.zeros(n, bool)
+            frac[finite] = numbers[finite] != np.round(numbers[finite])
+            flag(
+                frac | np.isinf(numbers), "not whole numbers", f"{name} is " + shown + " (not a whole number)"
+            )
+    if "lon" in columns:
+        lon, lat = columns["lon"], columns["lat"]
+        with np.errstate(invalid="ignore"):
+            out = (np.abs(lon) > 180) | (np.abs(lat) > 90)
+        shown = np.array([f"lon {a} lat {b}" for a, b in zip(lon, lat, strict=True)], dtype=object)
+        flag(out, "lon/lat out of range", shown + " outside -180..180 / -90..90")
+
+    bad_rows = reason != ""
+    if bad_rows.any():
+        idx = np.flatnonzero(bad_rows)
+        for why in pd.unique(reason[idx]):
+            sel = idx[reason[idx] == why]
+            for k, i in enumerate(sel):
+                if len(problems.examples) >= _MAX_EXAMPLES:
+                    problems.add(why, "", len(sel) - k)
+                    break
+                problems.add(why, f"line {line_numbers[i]}: {detail[i]}")
+    keep = ~bad_rows & ~blank
+    stats.rows += int((~blank).sum())
+    stats.malformed += int(bad_rows.sum())
+
+    frame = pd.DataFrame(index=pd.RangeIndex(int(keep.sum())))
+    for name in STANDARD_COLUMNS:
+        if name not in columns:
+            if name in TEXT_COLUMNS:
+                frame[name] = pd.Series([None] * len(frame), dtype=object)
+            elif name in INTEGER_COLUMNS:
+                frame[name] = pd.array([pd.NA] * len(frame), dtype="Int64")
+            else:
+                frame[name] = np.full(len(frame), np.nan)
+            continue
+        values = columns[name]
+        if name in TEXT_COLUMNS:
+            frame[name] = values.to_numpy(dtype=object)[keep]
+        elif name == "surveyId":
+            frame[name] = values[keep].astype(np.int64)
+        elif name in INTEGER_COLUMNS:
+            kept = values[keep]
+            frame[name] = pd.array(np.where(np.isnan(kept), 0, kept).astype(np.int64), dtype="Int64")
+            frame.loc[np.isnan(kept), name] = pd.NA
+        else:
+            kept = values[keep].copy()
+            if name == "areaInM2":
+                inf = np.isinf(kept)
+                stats.infinite_area += int(inf.sum())
+                kept[inf] = np.nan
+            frame[name] = kept
+    frame.index = pd.Index(line_numbers[keep], name="line")
+    return frame
+
+
+def _filter_bounds(frame: pd.DataFrame, bounds, stats) -> pd.DataFrame:
+    if bounds is None:
+        return frame
+    lon_min, lat_min, lon_max, lat_max = (float(b) for b in bounds)
+    inside = frame["lon"].between(lon_min, lon_max) & frame["lat"].between(lat_min, lat_max)
+    stats.outside_bounds += int((~inside).sum())
+    return frame[inside.to_numpy()]
+
+
+def _check_bounds(bounds):
+    if bounds is None:
+        return
+    try:
+        lon_min, lat_min, lon_max, lat_max = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise InputDataError(
+            f"Bounds must be (lon_min, lat_min, lon_max, lat_max); got {bounds!r}."
+        ) from None
+    if not (lon_min <= lon_max and lat_min <= lat_max):
+        raise InputDataError(f"Empty bounds {bounds!r}: minimum above maximum.")
+
+
+def read_observations(
+    path, chunksize: int = 100_000, progress=None, bounds=None, stats: ReadStats | None = None
+) -> Iterator[pd.DataFrame]:
+    """Stream a PA/PO metadata CSV as typed frames of the standard columns.
+
+    Each yielded frame has the columns of :data:`STANDARD_COLUMNS` (lon, lat, areaInM2 ...
+    float64; year, speciesId nullable Int64; surveyId int64; region, country object)
+    indexed by the file line number. Malformed rows are skipped and reported through
+    ``progress.warning`` when the file is exhausted; ``bounds`` = (lon_min, lat_min,
+    lon_max, lat_max) keeps the rows inside (edges included). Pass a :class:`ReadStats`
+    to get the counts.
+    """
+    progress = as_progress(progress)
+    stats = stats if stats is not None else ReadStats()
+    _check_bounds(bounds)
+    header = check_columns(path)
+    if len(set(header)) != len(header):
+        dupes = sorted({c for c in header if header.count(c) > 1})
+        raise InputDataError(f"{os.path.basename(os.fspath(path))} repeats the column(s) {', '.join(dupes)}.")
+    stats.has_species = "speciesId" in header
+    if not stats.has_species:
+        progress.info(
+            f"{os.path.basename(os.fspath(path))} has no speciesId column (a test file?): surveys only."
+        )
+    name = os.path.basename(os.fspath(path))
+    size = max(os.path.getsize(path), 1)
+    problems = _Problems()
+    names = header + [f"\x00extra{i}" for i in range(_SENTINELS)]
+    next_line = 2
+    with open(path, "rb") as handle:
+        reader = pd.read_csv(
+            handle,
+            header=None,
+            skiprows=1,
+            names=names,
+            index_col=False,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            chunksize=chunksize,
+            encoding="utf-8-sig",
+            on_bad_lines="error",
+        )
+        try:
+            while True:
+                progress.check_cancelled()
+                try:
+                    raw = next(reader)
+                except StopIteration:
+                    break
+                except pd.errors.ParserError:
+                    # a row with more than header + 32 fields: continue with the slow parser
+                    reader.close()
+                    yield from _read_rest_python(
+                        path, header, next_line, chunksize, progress, bounds, stats, problems
+                    )
+                    break
+                except UnicodeDecodeError:
+                    raise InputDataError(f"{name} is not UTF-8 text near line {next_line}.") from None
+                frame = _validate_chunk(raw, header, next_line, problems, stats)
+                next_line += len(raw)
+                frame = _filter_bounds(frame, bounds, stats)
+                stats.kept += len(frame)
+                progress.set_progress(100.0 * min(handle.tell() / size, 1.0))
+                if len(frame):
+                    yield frame
+        finally:
+            reader.close()
+    problems.report(progress, name, stats.rows)
+    if stats.infinite_area:
+        progress.info(
+            f"{name}: {stats.infinite_area} row(s) have areaInM2 = -inf (unknown area), read as empty."
+        )
+    if bounds is not None:
+        progress.info(f"{name}: {stats.outside_bounds} row(s) outside the extent left out.")
+
+
+def _read_rest_python(path, header, first_line, chunksize, progress, bounds, stats, problems):
+    """Rows from ``first_line`` on with pandas' python parser, which reports every bad line."""
+    long_rows = []
+
+    def bad_line(fields):
+        long_rows.append(fields)
+        return None
+
+    reader = pd.read_csv(
+        path,
+        header=None,
+        skiprows=first_line - 1,
+        names=header,
+        index_col=False,
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=False,
+        chunksize=chunksize,
+        encoding="utf-8-sig",
+        engine="python",
+        on_bad_lines=bad_line,
+    )
+    line = first_line
+    with reader:
+        for raw in reader:
+            progress.check_cancelled()
+            frame = _validate_chunk(raw, header, line, problems, stats)
+            line += len(raw)
+            frame = _filter_bounds(frame, bounds, stats)
+            stats.kept += len(frame)
+            if len(frame):
+                yield frame
+    for fields in long_rows:
+        problems.add("too many fields", f"a row with {len(fields)} fields starting {','.join(fields[:3])}")
+    stats.rows += len(long_rows)
+    stats.malformed += len(long_rows)
+
+
+@dataclass
+class SurveyTable:
+    """Surveys in compressed form: attributes plus species ids in CSR layout.
+
+    ``attributes`` has one row per survey (sorted by surveyId; columns of
+    :data:`SURVEY_COLUMNS` except speciesIds/richness); the species of survey ``i`` are
+    ``species[offsets[i]:offsets[i + 1]]`` (distinct, ascending).
+    """
+
+    attributes: pd.DataFrame
+    offsets: np.ndarray
+    species: np.ndarray
+
+    def __len__(self):
+        return len(self.attributes)
+
+    @property
+    def richness(self) -> np.ndarray:
+        return np.diff(self.offsets).astype(np.int64)
+
+    def species_of(self, i: int) -> np.ndarray:
+        return self.species[self.offsets[i] : self.offsets[i + 1]]
+
+    def species_strings(self, start: int = 0, stop: int | None = None) -> list[str]:
+        """Space-separated species ids of surveys ``start..stop`` (for GIS attribute tables)."""
+        stop = len(self) if stop is None else stop
+        flat = self.species[self.offsets[start] : self.offsets[stop]].astype(str).tolist()
+        base = self.offsets[start]
+        return [
+            " ".join(flat[a - base : b - base])
+            for a, b in zip(self.offsets[start:stop], self.offsets[start + 1 : stop + 1], strict=True)
+        ]
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = self.attributes.copy()
+        flat = self.species.tolist()
+        frame["speciesIds"] = [flat[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+        frame["richness"] = self.richness
+        return frame.reset_index(drop=True)[list(SURVEY_COLUMNS)]
+
+
+_ATTRIBUTE_COLUMNS = [c for c in SURVEY_COLUMNS if c not in ("speciesIds", "richness")]
+
+
+def _merge_attributes(parts: list[pd.DataFrame], conflicts: dict) -> pd.DataFrame:
+    """Concatenate per-chunk survey attributes; the first row of a survey wins.
+
+    Surveys seen at more than one position are recorded in ``conflicts`` (id -> positions).
+    """
+    if len(parts) > 1:
+        for column in TEXT_COLUMNS:
+            union = pd.api.types.union_categoricals(
+                [p[column].astype("category") for p in parts], ignore_order=True
+            )
+            for p in parts:
+                p[column] = pd.Categorical(p[column], categories=union.categories)
+        merged = pd.concat(parts, ignore_index=True)
+    else:
+        merged = parts[0]
+    positions = merged.drop_duplicates(["surveyId", "lon", "lat"], keep="first")
+    repeated = positions["surveyId"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        for survey, lon, lat in positions.loc[repeated, ["surveyId", "lon", "lat"]].itertuples(index=False):
+            conflicts.setdefault(int(survey), [])
+            if len(conflicts[int(survey)]) < 3:
+                conflicts[int(survey)].append((lon, lat))
+    return positions.drop_duplicates("surveyId", keep="first")
+
+
+def _merge_pairs(parts: list[np.ndarray]) -> np.ndarray:
+    pairs = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return np.unique(pairs, axis=0) if len(pairs) else pairs
+
+
+def survey_table(path, progress=None, bounds=None, chunksize: int = 100_000, stats=None) -> SurveyTable:
+    """Aggregate a PA/PO file into one record per survey, streaming with bounded memory.
+
+    Memory grows with the number of surveys and distinct (survey, species) pairs, not
+    with the number of rows. Attributes are those of the survey's first valid row.
+    """
+    progress = as_progress(progress)
+    stats = stats if stats is not None else ReadStats()
+    attribute_parts: list[pd.DataFrame] = []
+    pair_parts: list[np.ndarray] = []
+    pending_rows = 0
+    conflicts: dict[int, list] = {}
+    for frame in read_observations(path, chunksize=chunksize, progress=progress, bounds=bounds, stats=stats):
+        attrs = frame.drop_duplicates(["surveyId", "lon", "lat"], keep="first")[_ATTRIBUTE_COLUMNS]
+        attrs = attrs.reset_index(drop=True)
+        for column in TEXT_COLUMNS:
+            attrs[column] = attrs[column].astype("category")
+        attribute_parts.append(attrs)
+        if stats.has_species:
+            pairs = np.column_stack(
+                [frame["surveyId"].to_numpy(np.int64), frame["speciesId"].to_numpy(np.int64)]
+            )
+            pair_parts.append(np.unique(pairs, axis=0))
+        pending_rows += len(frame)
+        if len(attribute_parts) >= 16 or pending_rows >= 2_000_000:
+            attribute_parts = [_merge_attributes(attribute_parts, conflicts)]
+            if pair_parts:
+                pair_parts = [_merge_pairs(pair_parts)]
+            pending_rows = 0
+    if not attribute_parts:
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in _ATTRIBUTE_COLUMNS})
+        empty["surveyId"] = empty["surveyId"].astype(np.int64)
+        return SurveyTable(empty, np.zeros(1, np.int64), np.zeros(0, np.int64))
+    attributes = (
+        _merge_attributes(attribute_parts, conflicts)
+        .sort_values("surveyId", kind="stable")
+        .reset_index(drop=True)
+    )
+    for column in TEXT_COLUMNS:
+        attributes[column] = attributes[column].astype(object).where(attributes[column].notna(), None)
+    survey_ids = attributes["surveyId"].to_numpy(np.int64)
+    if conflicts:
+        examples = "; ".join(
+            f"survey {sid} at " + ", ".join(f"({lon}, {lat})" for lon, lat in where)
+            for sid, where in list(conflicts.items())[:_MAX_EXAMPLES]
+        )
+        progress.warning(
+            f"{len(conflicts)} survey(s) have rows at different positions; the first row's position "
+            f"is used. Examples: {examples}"
+        )
+    if pair_parts:
+        pairs = _merge_pairs(pair_parts)  # sorted by survey then species, distinct
+        species = pairs[:, 1].copy()
+        counts = np.bincount(np.searchsorted(survey_ids, pairs[:, 0]), minlength=len(survey_ids))
+    else:
+        species = np.zeros(0, np.int64)
+        counts = np.zeros(len(survey_ids), np.int64)
+    offsets = np.zeros(len(survey_ids) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    progress.info(f"{len(survey_ids)} survey(s), {len(species)} (survey, species) pair(s).")
+    return SurveyTable(attributes, offsets, species)
+
+
+def aggregate_surveys(path, progress=None, bounds=None, chunksize: int = 100_000) -> pd.DataFrame:
+    """One row per survey: surveyId, lon, lat, year, country, region, geoUncertaintyInM,
+    areaInM2, speciesIds (sorted list of distinct ints, empty without a speciesId column),
+    richness (number of distinct species). Streams the file; sorted by surveyId."""
+    return survey_table(path, progress=progress, bounds=bounds, chunksize=chunksize).to_frame()
