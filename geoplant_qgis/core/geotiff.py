@@ -1,0 +1,352 @@
+"""Block-by-block GeoTIFF output, under a temporary name until the run succeeds.
+
+:class:`GeoTiffWriter` writes a tiled (256 x 256 unless many bands make a tile row too
+big), DEFLATE-compressed (with predictor), band-interleaved GeoTIFF with the exact CRS,
+transform, nodata and band descriptions. Blocks of rows arrive in order; the writer
+gathers them into whole rows of tiles so each tile is compressed and written once.
+Everything goes to a hidden temporary file in the destination folder; :meth:`finish`
+builds the overviews and closes it, :meth:`publish` renames it (``os.replace``) to the
+user's name together with its sidecar files (species CSV, QGIS style), :meth:`discard`
+deletes it. Used as a context manager, an exception discards.
+
+Also: the disk-space check (:func:`check_disk_space`, with the estimate in the message),
+the GeoTIFF band limit (:func:`check_band_count`), and the top-K sidecars
+(:func:`species_csv_text`, :func:`topk_style_qml`).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+import io
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from .errors import OutputError
+
+MAX_BANDS = 65535
+TILE = 256
+#: memory for the row of tiles being filled (per writer)
+STRIP_BUFFER_BYTES = 96 * 1024 * 1024
+OVERVIEW_FACTOR = 4.0 / 3.0  # 1 + 1/4 + 1/16 + ...
+SPECIES_CSV_SUFFIX = "_species.csv"
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1024 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024.0
+    return f"{nbytes:.1f} TB"  # pragma: no cover
+
+
+def estimate_bytes(width: int, height: int, count: int, dtype="float32", overviews: bool = True) -> int:
+    """Uncompressed size of a raster, overviews included: the disk check's upper bound."""
+    size = int(width) * int(height) * int(count) * np.dtype(dtype).itemsize
+    return int(math.ceil(size * (OVERVIEW_FACTOR if overviews else 1.0)))
+
+
+def check_band_count(count: int, what: str = "the output") -> None:
+    """Refuse a raster with more bands than GeoTIFF allows (65,535)."""
+    if count > MAX_BANDS:
+        raise OutputError(
+            f"{what} would have {count:,} bands, more than the {MAX_BANDS:,} a GeoTIFF can hold. "
+            f"Select fewer species (SPECIES) or a smaller K."
+        )
+    if count < 1:
+        raise OutputError(f"{what} would have no band.")
+
+
+def _existing_folder(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"The output folder {folder} does not exist.")
+    return folder
+
+
+def check_disk_space(requests: Iterable[tuple[str, int]], free_bytes=None) -> None:
+    """Refuse up front when the outputs may not fit: ``requests`` are (path, estimated bytes).
+
+    Estimates are summed per file system (by folder device). ``free_bytes``: a function
+    folder -> free bytes (tests); default ``shutil.disk_usage``.
+    """
+    free_of = free_bytes or (lambda folder: shutil.disk_usage(folder).free)
+    by_device: dict[object, list] = {}
+    for path, nbytes in requests:
+        folder = _existing_folder(path)
+        try:
+            device = os.stat(folder).st_dev
+        except OSError:
+            device = folder
+        entry = by_device.setdefault(device, [folder, 0, []])
+        entry[1] += int(nbytes)
+        entry[2].append(os.path.basename(path))
+    for folder, needed, names in by_device.values():
+        free = free_of(folder)
+        if needed > free:
+            raise OutputError(
+                f"Not enough disk space in {folder}: the outputs ({', '.join(names)}) need up to "
+                f"{_human(needed)} uncompressed (estimate, overviews included) and only "
+                f"{_human(free)} are free. Choose a smaller area, a larger cell size, fewer "
+                f"species or outputs, or another folder."
+            )
+
+
+def species_csv_text(species: Sequence[tuple[int, str]]) -> str:
+    """The id -> name table written next to the top-K raster."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "name"])
+    for sid, name in species:
+        writer.writerow([int(sid), name])
+    return buffer.getvalue()
+
+
+def _colour(i: int) -> str:
+    """Distinct colours: golden-ratio hues, two lightness levels."""
+    hue = (i * 0.618033988749895) % 1.0
+    light = 0.45 if i % 2 == 0 else 0.6
+    r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def topk_style_qml(species: Sequence[tuple[int, str]], band: int = 1) -> str:
+    """A QGIS style (paletted renderer on ``band``) labelling each species id with its name.
+
+    Plain QML text, no qgis import; QGIS loads ``<raster name>.qml`` as the layer's default
+    style.
+    """
+    entries = "\n".join(
+        f"        <paletteEntry value={quoteattr(str(int(sid)))} color={quoteattr(_colour(i))} "
+        f'alpha="255" label={quoteattr(f"{name} ({int(sid)})")}/>'
+        for i, (sid, name) in enumerate(species)
+    )
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <provider>
+      <resampling enabled="false" zoomedInResamplingMethod="nearestNeighbour"
+        zoomedOutResamplingMethod="nearestNeighbour" maxOversampling="2"/>
+    </provider>
+    <rasterrenderer type="paletted" band="{int(band)}" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>
+      <colorPalette>
+{entries}
+      </colorPalette>
+      <colorramp type="randomcolors" name="[source]"/>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128"
+      colorizeStrength="100" grayscaleMode="0" saturation="0"/>
+    <rasterresampler maxOversampling="2"/>
+    <resamplingStage>resamplingFilter</resamplingStage>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+
+
+def overview_factors(width: int, height: int, smallest: int = 128) -> list[int]:
+    """2, 4, 8... while the overview stays larger than ``smallest`` pixels."""
+    factors, f = [], 2
+    while math.ceil(max(width, height) / f) > smallest:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+class GeoTiffWriter:
+    """One output GeoTIFF written block by block under a temporary name.
+
+    ``write(array, row_off, col_off=0)`` takes ``[count, rows, cols]`` (or ``[rows, cols]``
+    for one band) in increasing row order (blocks split in columns are one row high).
+    ``sidecars``: {final path: text} written next to the raster at :meth:`publish` (via
+    temporary names too).
+    """
+
+    def __init__(
+        self,
+        path,
+        *,
+        width: int,
+        height: int,
+        count: int,
+        dtype,
+        crs,
+        transform,
+        nodata,
+        descriptions: Sequence[str] | None = None,
+        resampling: str = "nearest",
+        overviews: bool = True,
+        sidecars: dict[str, str] | None = None,
+        buffer_bytes: int = STRIP_BUFFER_BYTES,
+    ):
+        self.path = os.path.abspath(os.fspath(path))
+        self.width, self.height, self.count = int(width), int(height), int(count)
+        self.dtype = np.dtype(dtype)
+        self.crs, self.transform, self.nodata = crs, transform, nodata
+        self.descriptions = list(descriptions) if descriptions is not None else None
+        self.resampling = resampling
+        self.overviews = overviews
+        self.sidecars = dict(sidecars or {})
+        check_band_count(self.count, os.path.basename(self.path))
+        if self.descriptions is not None and len(self.descriptions) != self.count:
+            raise ValueError("one description per band")
+        folder = _existing_folder(self.path)
+        stem = os.path.splitext(os.path.basename(self.path))[0]
+        self.tmp_path = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp.tif")
+        row_bytes = self.width * self.count * self.dtype.itemsize
+        tile_h = TILE
+        while tile_h > 16 and row_bytes * tile_h > buffer_bytes:
+            tile_h //= 2
+        self.tile_h = tile_h
+        self._buffer = None
+        self._strip = 0  # first row of the strip in the buffer
+        self._dataset = None
+        self._state = "new"  # new -> open -> finished -> published | discarded
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> GeoTiffWriter:
+        import rasterio
+
+        profile = dict(
+            driver="GTiff",
+            width=self.width,
+            height=self.height,
+            count=self.count,
+            dtype=self.dtype.name,
+            crs=self.crs,
+            transform=self.transform,
+            nodata=self.nodata,
+            tiled=True,
+            blockxsize=TILE,
+            blockysize=self.tile_h,
+            compress="deflate",
+            predictor=3 if self.dtype.kind == "f" else 2,
+            zlevel=6,
+            interleave="band",
+            bigtiff="IF_SAFER",
+            num_threads=1,
+        )
+        try:
+            self._dataset = rasterio.open(self.tmp_path, "w", **profile)
+        except Exception as error:
+            self._remove_tmp()
+            raise OutputError(f"Cannot create {self.path}: {error}") from None
+        if self.descriptions is not None:
+            for band, text in enumerate(self.descriptions, start=1):
+                self._dataset.set_band_description(band, text)
+        self._state = "open"
+        return self
+
+    def write(self, array: np.ndarray, row_off: int, col_off: int = 0) -> None:
+        if self._state != "open":
+            raise RuntimeError("writer is not open")
+        array = np.asarray(array)
+        if array.ndim == 2:
+            array = array[None]
+        _, rows, cols = array.shape
+        if row_off < self._strip:
+            raise ValueError("blocks must arrive in row order (a block split in columns: one row high)")
+        row = row_off
+        while row < row_off + rows:
+            if row >= self._strip + self.tile_h:
+                self._flush()
+                self._strip = (row // self.tile_h) * self.tile_h
+            if self._buffer is None:
+                strip_rows = min(self.tile_h, self.height - self._strip)
+                self._buffer = np.full((self.count, strip_rows, self.width), self.nodata, dtype=self.dtype)
+            stop = min(row_off + rows, self._strip + self.tile_h)
+            self._buffer[:, row - self._strip : stop - self._strip, col_off : col_off + cols] = array[
+                :, row - row_off : stop - row_off
+            ]
+            row = stop
+
+    def _flush(self) -> None:
+        if self._buffer is None:
+            return
+        from rasterio.windows import Window
+
+        rows = self._buffer.shape[1]
+        self._dataset.write(self._buffer, window=Window(0, self._strip, self.width, rows))
+        self._buffer = None
+
+    def finish(self) -> None:
+        """Write the last strip, build the overviews, close the temporary file."""
+        from rasterio.enums import Resampling
+
+        if self._state != "open":
+            raise RuntimeError("writer is not open")
+        self._flush()
+        factors = overview_factors(self.width, self.height) if self.overviews else []
+        if factors:
+            self._dataset.build_overviews(factors, Resampling[self.resampling])
+            self._dataset.update_tags(ns="rio_overview", resampling=self.resampling)
+        self._dataset.close()
+        self._dataset = None
+        self._state = "finished"
+
+    def publish(self) -> str:
+        """Rename the finished file (and write its sidecars) under the user's name."""
+        if self._state != "finished":
+            raise RuntimeError("finish() first")
+        for stale in (self.path + ".aux.xml", self.path + ".ovr"):
+            if os.path.exists(stale):
+                os.remove(stale)
+        for target, text in self.sidecars.items():
+            tmp = os.path.join(os.path.dirname(target), f".{uuid.uuid4().hex[:12]}.tmp")
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            os.replace(tmp, target)
+        os.replace(self.tmp_path, self.path)
+        self._state = "published"
+        return self.path
+
+    def discard(self) -> None:
+        """Close and delete the temporary file (a failed or cancelled run)."""
+        if self._dataset is not None:
+            try:
+                self._dataset.close()
+            except Exception:  # the file is deleted anyway
+                pass
+            self._dataset = None
+        self._buffer = None
+        self._remove_tmp()
+        if self._state != "published":
+            self._state = "discarded"
+
+    def _remove_tmp(self) -> None:
+        for path in (self.tmp_path, self.tmp_path + ".aux.xml", self.tmp_path + ".ovr"):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> GeoTiffWriter:
+        return self.open() if self._state == "new" else self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
+            return
+        if self._state == "open":
+            try:
+                self.finish()
+                self.publish()
+            except BaseException:
+                self.discard()
+                raise

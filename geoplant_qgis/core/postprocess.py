@@ -1,0 +1,172 @@
+"""The post-processing ONNX graph: activation, species subset, richness and top-K.
+
+Sigmoid/softmax, a sum and a top-K over thousands of species cost about as much as the
+model itself when done in numpy, so :func:`predict` runs them in onnxruntime as a second,
+small session fed with the model's raw output. The graph depends on the run (activation,
+species subset, K, threshold), so it is built here, at run time, as serialized ONNX
+protobuf bytes written with a minimal protobuf encoder: the ``onnx`` package is a
+tools/test dependency only, onnxruntime loads the bytes directly. ``tests/test_engine.py``
+checks the bytes with ``onnx.checker`` and compares them with the same graph made by
+``onnx.helper``.
+
+Graph (opset 13), input ``raw`` float32 [N, S]:
+
+- ``p = Sigmoid(raw)`` / ``Softmax(raw, axis=-1)`` / ``raw`` (activation "none")
+- ``ps = Gather(p, columns, axis=1)`` when a species subset is requested
+- ``probabilities = ps`` float32 [N, S']
+- ``richness = ReduceSum(ps, axis 1)``, or with a threshold the number of columns with
+  ``ps >= threshold`` (float32 [N])
+- ``topk = Gather(ids, TopK(ps, K).indices)`` int32 [N, K]: species ids by decreasing
+  probability; ONNX TopK breaks ties by the lower index, i.e. column (card) order.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+OPSET = 13
+IR_VERSION = 7
+
+# onnx.proto TensorProto.DataType
+FLOAT, INT32, INT64 = 1, 6, 7
+# AttributeProto.AttributeType
+ATTR_FLOAT, ATTR_INT = 1, 2
+
+_DTYPES = {np.dtype(np.float32): FLOAT, np.dtype(np.int32): INT32, np.dtype(np.int64): INT64}
+
+
+# --- minimal protobuf wire encoding ----------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 -> two's complement, 10 bytes
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _key(field: int, wire: int) -> bytes:
+    return _varint((field << 3) | wire)
+
+
+def _int(field: int, value: int) -> bytes:
+    return _key(field, 0) + _varint(int(value))
+
+
+def _bytes(field: int, value: bytes) -> bytes:
+    return _key(field, 2) + _varint(len(value)) + value
+
+
+def _str(field: int, value: str) -> bytes:
+    return _bytes(field, value.encode("utf-8"))
+
+
+def _float(field: int, value: float) -> bytes:
+    return _key(field, 5) + struct.pack("<f", float(value))
+
+
+# --- ONNX messages ---------------------------------------------------------------------
+
+
+def _tensor(name: str, array: np.ndarray) -> bytes:
+    array = np.ascontiguousarray(array)
+    body = b"".join(_int(1, d) for d in array.shape)
+    body += _int(2, _DTYPES[array.dtype]) + _str(8, name)
+    body += _bytes(9, array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+    return body
+
+
+def _attribute(name: str, value) -> bytes:
+    if isinstance(value, float):
+        return _str(1, name) + _float(2, value) + _int(20, ATTR_FLOAT)
+    return _str(1, name) + _int(3, int(value)) + _int(20, ATTR_INT)
+
+
+def _node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs) -> bytes:
+    body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
+    body += _str(3, name) + _str(4, op_type)
+    body += b"".join(_bytes(5, _attribute(k, v)) for k, v in attrs.items())
+    return body
+
+
+def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> bytes:
+    shape = b"".join(
+        _bytes(1, _str(2, d) if isinstance(d, str) else _int(1, d)) for d in dims
+    )  # TensorShapeProto.dim
+    tensor_type = _int(1, elem_type) + _bytes(2, shape)
+    return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
+
+
+def postprocess_graph(
+    n_species: int,
+    activation: str,
+    *,
+    columns: Sequence[int] | None = None,
+    species_ids: Sequence[int] | None = None,
+    top_k: int = 0,
+    richness: bool = False,
+    threshold: float | None = None,
+    probabilities: bool = False,
+) -> bytes:
+    """Serialized ONNX model turning the raw output [N, n_species] into the outputs.
+
+    ``columns``: output columns kept (species subset, in that order; default all).
+    ``species_ids``: the ids of the kept columns (top-K output values).
+    Outputs, those requested only: ``richness`` float32 [N], ``topk`` int32 [N, K],
+    ``probabilities`` float32 [N, S'].
+    """
+    if activation not in ("sigmoid", "softmax", "none"):
+        raise ValueError(f"unknown activation {activation!r}")
+    nodes, inits, outputs = [], [], []
+    n_kept = n_species if columns is None else len(columns)
+    if activation == "sigmoid":
+        nodes.append(_node("Sigmoid", ["raw"], ["p"], "activation"))
+    elif activation == "softmax":
+        nodes.append(_node("Softmax", ["raw"], ["p"], "activation", axis=-1))
+    else:
+        nodes.append(_node("Identity", ["raw"], ["p"], "activation"))
+    if columns is not None:
+        inits.append(_tensor("columns", np.asarray(columns, dtype=np.int64)))
+        nodes.append(_node("Gather", ["p", "columns"], ["ps"], "subset", axis=1))
+    else:
+        nodes.append(_node("Identity", ["p"], ["ps"], "subset"))
+    if probabilities:
+        nodes.append(_node("Identity", ["ps"], ["probabilities"], "probabilities"))
+        outputs.append(_value_info("probabilities", FLOAT, ["N", n_kept]))
+    if richness:
+        inits.append(_tensor("sum_axes", np.array([1], dtype=np.int64)))
+        if threshold is None:
+            nodes.append(_node("ReduceSum", ["ps", "sum_axes"], ["richness"], "richness", keepdims=0))
+        else:
+            inits.append(_tensor("threshold", np.array(threshold, dtype=np.float32)))
+            nodes.append(_node("GreaterOrEqual", ["ps", "threshold"], ["present"], "present"))
+            nodes.append(_node("Cast", ["present"], ["present_f"], "present_f", to=FLOAT))
+            nodes.append(_node("ReduceSum", ["present_f", "sum_axes"], ["richness"], "richness", keepdims=0))
+        outputs.append(_value_info("richness", FLOAT, ["N"]))
+    if top_k:
+        if species_ids is None or len(species_ids) != n_kept:
+            raise ValueError("species_ids must give one id per kept column")
+        inits.append(_tensor("k", np.array([top_k], dtype=np.int64)))
+        inits.append(_tensor("ids", np.asarray(species_ids, dtype=np.int32)))
+        nodes.append(
+            _node("TopK", ["ps", "k"], ["top_values", "top_columns"], "topk", axis=-1, largest=1, sorted=1)
+        )
+        nodes.append(_node("Gather", ["ids", "top_columns"], ["topk"], "topk_ids", axis=0))
+        outputs.append(_value_info("topk", INT32, ["N", top_k]))
+    if not outputs:
+        raise ValueError("no output requested")
+    graph = b"".join(_bytes(1, n) for n in nodes) + _str(2, "geoplant_postprocess")
+    graph += b"".join(_bytes(5, t) for t in inits)
+    graph += _bytes(11, _value_info("raw", FLOAT, ["N", n_species]))
+    graph += b"".join(_bytes(12, o) for o in outputs)
+    opset = _str(1, "") + _int(2, OPSET)
+    return _int(1, IR_VERSION) + _str(2, "geoplant_qgis") + _bytes(7, graph) + _bytes(8, opset)
