@@ -1,0 +1,178 @@
+"""What a run will cost before it starts: cells, bytes on disk, expected time.
+
+Pure Python on numpy and onnxruntime (no Qt, no qgis); the dock shows these numbers live
+while the user changes the area, the cell size and the outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ModelCardError
+
+#: bytes of one value in each output (float32 richness and probabilities, int32 top-K ids)
+VALUE_BYTES = 4
+#: internal overviews add 1/4 + 1/16 + ... of the full resolution
+OVERVIEW_FACTOR = 4.0 / 3.0
+#: past this many cells the dock warns that the run is large
+DEFAULT_CELL_LIMIT = 25_000_000
+#: past this many seconds the dock warns that the run is long
+DEFAULT_SECONDS_LIMIT = 3600.0
+
+
+def grid_size(extent, extent_crs, crs, cell_size: float) -> tuple[int, int, int]:
+    """(width, height, cells) of the engine's snapped grid over ``extent`` (xmin, ymin, xmax, ymax).
+
+    The very grid ``geoplant:predict`` will use (:func:`core.grid.make_grid`); raises
+    :class:`InputDataError` for an empty extent, a non-projected CRS or a bad cell size.
+    """
+    from .grid import make_grid
+
+    grid = make_grid(extent, extent_crs, crs, cell_size)
+    return grid.width, grid.height, grid.width * grid.height
+
+
+def output_bands(richness: bool, top_k: int, probabilities: int) -> int:
+    """Number of 4-byte bands written per cell for the chosen outputs."""
+    return (1 if richness else 0) + max(int(top_k), 0) + max(int(probabilities), 0)
+
+
+def output_bytes(cells: int, richness: bool, top_k: int, probabilities: int) -> int:
+    """Upper bound of the bytes the outputs take on disk (uncompressed, with overviews).
+
+    The GeoTIFFs are compressed, so the real size is usually smaller; this is the number
+    the engine checks against free disk space.
+    """
+    raw = int(cells) * output_bands(richness, top_k, probabilities) * VALUE_BYTES
+    return int(math.ceil(raw * OVERVIEW_FACTOR))
+
+
+def _input_arrays(session, batch: int, rng: np.random.Generator) -> dict:
+    feeds = {}
+    for node in session.get_inputs():
+        shape = []
+        for i, dim in enumerate(node.shape):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim if i > 0 else batch)
+            else:
+                shape.append(batch if i == 0 else 1)
+        if node.type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
+            raise ModelCardError(
+                f"Model input '{node.name}' has type {node.type}; GeoPlant models take float32."
+            )
+        dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16}.get(node.type, np.float64)
+        feeds[node.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def time_model(model_path: str, batch: int = 256, repeats: int = 3, threads: int | None = None) -> float:
+    """Seconds per cell of the model alone, measured on random inputs of ``batch`` rows.
+
+    The first call (warm-up, graph optimisation) is not counted; the best of ``repeats``
+    timed calls is used. Raises :class:`ModelCardError` when onnxruntime cannot load it.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception classes
+        raise ModelCardError(f"onnxruntime cannot load the model {model_path}: {error}") from error
+    rng = np.random.default_rng(0)
+    feeds = _input_arrays(session, batch, rng)
+    session.run(None, feeds)
+    best = math.inf
+    for _ in range(max(int(repeats), 1)):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        best = min(best, time.perf_counter() - start)
+    return best / batch
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run will cost."""
+
+    width: int
+    height: int
+    cells: int
+    bytes: int
+    seconds: float | None
+    warnings: tuple[str, ...] = ()
+
+
+def expected_seconds(cells: int, seconds_per_cell: float | None, overhead: float = 1.25) -> float | None:
+    """Expected run time: the model's time for every cell, times a reading/writing overhead.
+
+    The engine is meant to keep the model the bottleneck (efficiency >= 0.7 in the
+    benchmarks), so 1.25x the model alone is the expectation for a typical run.
+    """
+    if seconds_per_cell is None:
+        return None
+    return float(cells) * float(seconds_per_cell) * overhead
+
+
+def estimate_run(
+    width: int,
+    height: int,
+    *,
+    richness: bool = True,
+    top_k: int = 0,
+    probabilities: int = 0,
+    seconds_per_cell: float | None = None,
+    cell_limit: int = DEFAULT_CELL_LIMIT,
+    seconds_limit: float = DEFAULT_SECONDS_LIMIT,
+    free_bytes: int | None = None,
+) -> Estimate:
+    """Cells, bytes and seconds of a grid of ``width`` x ``height`` cells, with warnings."""
+    cells = int(width) * int(height)
+    size = output_bytes(cells, richness, top_k, probabilities)
+    seconds = expected_seconds(cells, seconds_per_cell)
+    warnings = []
+    if cells > cell_limit:
+        warnings.append(
+            f"{cells:,} cells is more than {cell_limit:,}: choose a larger cell size or a smaller area."
+        )
+    if seconds is not None and seconds > seconds_limit:
+        warnings.append(f"The run may take about {format_duration(seconds)}.")
+    if free_bytes is not None and size > free_bytes:
+        warnings.append(
+            f"The outputs may need up to {format_bytes(size)} but only {format_bytes(free_bytes)} is free."
+        )
+    if output_bands(richness, top_k, probabilities) > 65535:
+        warnings.append("More than 65,535 bands: a GeoTIFF cannot hold that many.")
+    return Estimate(int(width), int(height), cells, size, seconds, tuple(warnings))
+
+
+def format_bytes(size: float) -> str:
+    """1536 -> '1.5 KB' (powers of 1024)."""
+    size = float(size)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover
+
+
+def format_duration(seconds: float | None) -> str:
+    """75 -> '1 min 15 s'; None -> 'unknown'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    seconds = max(float(seconds), 0.0)
+    if seconds < 1:
+        return "under 1 s"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
