@@ -1,0 +1,259 @@
+"""Result layers of a run: added to a group named after the run, styled.
+
+- richness: continuous colour ramp, legend in species;
+- probabilities: one layer per species band, a 0-1 ramp;
+- top-K: the rank-1 band as a paletted layer labelled with species names.
+
+Also :func:`identify_outputs`, the "What grows here?" read-out of the output rasters.
+Main thread only (it creates QGIS layers).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+import os
+
+import numpy as np
+from qgis.core import (
+    QgsColorRampShader,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsGradientColorRamp,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRaster,
+    QgsRasterBandStats,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+)
+from qgis.PyQt.QtGui import QColor
+
+RICHNESS = "richness"
+TOPK = "topk"
+PROBABILITIES = "probabilities"
+#: more probability bands than this are not added one layer each (the file is still written)
+MAX_PROBABILITY_LAYERS = 30
+
+
+def _ramp(name: str, fallback: tuple[str, str]):
+    ramp = QgsStyle.defaultStyle().colorRamp(name) if QgsStyle.defaultStyle() is not None else None
+    return ramp if ramp is not None else QgsGradientColorRamp(QColor(fallback[0]), QColor(fallback[1]))
+
+
+def _pseudocolor(layer, band, minimum, maximum, ramp, label, classes=6):
+    """A continuous ramp on ``band`` from ``minimum`` to ``maximum``, legend labelled by ``label(v)``."""
+    if not maximum > minimum:
+        maximum = minimum + 1.0
+    shader_function = QgsColorRampShader(minimum, maximum)
+    shader_function.setColorRampType(QgsColorRampShader.Interpolated)
+    shader_function.setSourceColorRamp(ramp.clone())
+    items = []
+    for i in range(classes):
+        value = minimum + (maximum - minimum) * i / (classes - 1)
+        items.append(QgsColorRampShader.ColorRampItem(value, ramp.color(i / (classes - 1)), label(value)))
+    shader_function.setColorRampItemList(items)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(shader_function)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(minimum)
+    renderer.setClassificationMax(maximum)
+    layer.setRenderer(renderer)
+    return renderer
+
+
+def style_richness(layer):
+    """Continuous ramp from 0 to the layer's maximum, legend in species."""
+    stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max | QgsRasterBandStats.Min)
+    maximum = float(stats.maximumValue) if np.isfinite(stats.maximumValue) else 1.0
+    return _pseudocolor(
+        layer, 1, 0.0, max(maximum, 1e-6), _ramp("Viridis", ("#440154", "#fde725")), _species_label
+    )
+
+
+def _species_label(value):
+    text = f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
+    return f"{text} species"
+
+
+def style_probability(layer, band=1):
+    """A 0-1 ramp on one probability band."""
+    return _pseudocolor(
+        layer, band, 0.0, 1.0, _ramp("Magma", ("#000004", "#fcfdbf")), lambda v: f"p = {v:.1f}", classes=6
+    )
+
+
+def species_colour(index: int) -> QColor:
+    """Distinct, deterministic colours (golden-ratio hues)."""
+    hue = (index * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
+    return QColor(int(r * 255), int(g * 255), int(b * 255))
+
+
+def unique_values(path: str, band: int = 1, nodata=None) -> list[int]:
+    """Distinct values of an integer band, read block by block."""
+    import rasterio
+
+    values = set()
+    with rasterio.open(path) as ds:
+        nodata = ds.nodata if nodata is None else nodata
+        for _, window in ds.block_windows(band):
+            data = ds.read(band, window=window)
+            values.update(int(v) for v in np.unique(data))
+    if nodata is not None:
+        values.discard(int(nodata))
+    return sorted(values)
+
+
+def style_top_species(layer, names: dict[int, str], path: str | None = None):
+    """Band 1 (rank 1) as a paletted layer: one class per species present, labelled by name."""
+    path = path or layer.source()
+    present = unique_values(path, 1)
+    classes = []
+    for i, sid in enumerate(present):
+        name = names.get(sid)
+        label = f"{name} ({sid})" if name else str(sid)
+        classes.append(QgsPalettedRasterRenderer.Class(sid, species_colour(i), label))
+    renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+    layer.setRenderer(renderer)
+    return renderer
+
+
+def read_species_csv(path: str) -> dict[int, str]:
+    """The id -> name table written next to the top-K output (columns id/speciesId and name)."""
+    names: dict[int, str] = {}
+    if not path or not os.path.exists(path):
+        return names
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = {f.lower(): f for f in reader.fieldnames or []}
+        id_field = next((fields[k] for k in ("id", "species_id", "speciesid") if k in fields), None)
+        name_field = next((fields[k] for k in ("name", "species", "species_name") if k in fields), None)
+        if id_field is None or name_field is None:
+            return names
+        for row in reader:
+            try:
+                names[int(float(row[id_field]))] = row[name_field]
+            except (TypeError, ValueError):
+                continue
+    return names
+
+
+def band_descriptions(path: str) -> list[str]:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
+
+
+def add_run_layers(run_name: str, outputs: dict, names: dict[int, str] | None = None, project=None):
+    """Add the outputs of a run (``{"richness"|"topk"|"probabilities": path}``) as styled layers.
+
+    Returns ``(group, layers)`` where ``layers`` maps "richness", "top1" and
+    "probability:<band description>" to the layers added, in the group ``run_name`` at
+    the top of the layer tree.
+    """
+    project = project or QgsProject.instance()
+    names = dict(names or {})
+    root = project.layerTreeRoot()
+    group = root.insertGroup(0, run_name)
+    layers = {}
+
+    def add(key, layer):
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
+        layers[key] = layer
+
+    path = outputs.get(TOPK)
+    if path and os.path.exists(path):
+        names.update(read_species_csv(os.path.splitext(path)[0] + ".csv"))
+        layer = QgsRasterLayer(path, f"{run_name} top species")
+        if layer.isValid():
+            style_top_species(layer, names, path)
+            add("top1", layer)
+    path = outputs.get(PROBABILITIES)
+    if path and os.path.exists(path):
+        for band, description in enumerate(band_descriptions(path)[:MAX_PROBABILITY_LAYERS], start=1):
+            layer = QgsRasterLayer(path, f"{run_name} p({description})")
+            if layer.isValid():
+                style_probability(layer, band)
+                add(f"probability:{description}", layer)
+    path = outputs.get(RICHNESS)
+    if path and os.path.exists(path):
+        layer = QgsRasterLayer(path, f"{run_name} richness")
+        if layer.isValid():
+            style_richness(layer)
+            add("richness", layer)
+    return group, layers
+
+
+def _value_at(path, point, point_crs):
+    """All band values of the raster ``path`` at ``point`` (None where nodata/outside)."""
+    layer = QgsRasterLayer(path, "identify")
+    if not layer.isValid():
+        return None
+    if point_crs is not None and point_crs.isValid() and point_crs != layer.crs():
+        transform = QgsCoordinateTransform(point_crs, layer.crs(), QgsProject.instance())
+        point = transform.transform(point)
+    if not layer.extent().contains(point):
+        return None
+    results = layer.dataProvider().identify(point, QgsRaster.IdentifyFormatValue).results()
+    return [results.get(b) for b in range(1, layer.bandCount() + 1)]
+
+
+def identify_outputs(point, point_crs: QgsCoordinateReferenceSystem, outputs: dict, names: dict[int, str]):
+    """What the output rasters say at ``point``.
+
+    ``{"richness": float or None, "species": [(id, name, p or None)]}``.
+
+    Returns None when the point is outside the outputs or on a nodata cell.
+    """
+    richness = None
+    species = []
+    found = False
+    path = outputs.get(RICHNESS)
+    if path and os.path.exists(path):
+        values = _value_at(path, point, point_crs)
+        if values and values[0] is not None:
+            found = True
+            richness = float(values[0])
+    probabilities = {}
+    path = outputs.get(PROBABILITIES)
+    if path and os.path.exists(path):
+        values = _value_at(path, point, point_crs)
+        if values:
+            for description, value in zip(band_descriptions(path), values, strict=False):
+                if value is None:
+                    continue
+                found = True
+                sid = _id_from_description(description)
+                probabilities[sid if sid is not None else description] = float(value)
+    path = outputs.get(TOPK)
+    if path and os.path.exists(path):
+        values = _value_at(path, point, point_crs)
+        for value in values or []:
+            if value is None or int(value) < 0:
+                continue
+            found = True
+            sid = int(value)
+            species.append((sid, names.get(sid, str(sid)), probabilities.get(sid)))
+    if not species and probabilities:
+        for key, p in sorted(probabilities.items(), key=lambda kv: -kv[1]):
+            sid = key if isinstance(key, int) else None
+            species.append((sid, names.get(sid, str(key)), p))
+    if not found:
+        return None
+    return {"richness": richness, "species": species}
+
+
+def _id_from_description(description: str):
+    """'Quercus ilex (123)' -> 123."""
+    text = description.strip()
+    if text.endswith(")") and "(" in text:
+        try:
+            return int(text[text.rindex("(") + 1 : -1])
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,447 @@
+"""The GeoPlant dock, headless: building, input matching, area, run, results, cancel, errors."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+import rasterio
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsGeometry,
+    QgsPalettedRasterRenderer,
+    QgsPointXY,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
+)
+from rasterio.transform import from_origin
+from tiny_models import linear_point_model
+
+from geoplant_qgis.core.modelcard import embed_model_card
+
+# The tiny model: logits = [bio1, bio12] @ W + b, sigmoid; species ids 100, 101, 102
+W = np.array([[0.5, -1.0, 0.0], [0.25, 0.5, -2.0]], dtype=np.float32)
+B = np.array([0.1, -0.2, 0.3], dtype=np.float32)
+IDS = [100, 101, 102]
+NAMES = ["Species 0", "Species 1", "Species 2"]
+X0, Y0, CELL = 4_000_000.0, 2_001_000.0, 100.0  # raster origin (upper left), EPSG:3035
+ROWS, COLS = 8, 10
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def write_raster(path, values, nodata=-9999.0, description=None):
+    profile = dict(
+        driver="GTiff",
+        width=values.shape[1],
+        height=values.shape[0],
+        count=1,
+        dtype="float32",
+        crs="EPSG:3035",
+        transform=from_origin(X0, Y0, CELL, CELL),
+        nodata=nodata,
+    )
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(values.astype(np.float32), 1)
+        if description:
+            ds.set_band_description(1, description)
+    return str(path)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Model + two rasters (file names match the variables) with known values."""
+    model, card = linear_point_model(weights=W, bias=B)
+    model_path = tmp_path / "tiny.onnx"
+    onnx.save(embed_model_card(model, card), str(model_path))
+    rows, cols = np.mgrid[0:ROWS, 0:COLS]
+    bio1 = (rows * 0.3 - cols * 0.2).astype(np.float32)
+    bio12 = (np.sin(rows + 2 * cols) * 2).astype(np.float32)
+    out = tmp_path / "out"
+    out.mkdir()
+    return {
+        "model": str(model_path),
+        "bio1": write_raster(tmp_path / "bio1.tif", bio1),
+        "bio12": write_raster(tmp_path / "BIO_12.tif", bio12),
+        "values": (bio1, bio12),
+        "out": str(out),
+        "tmp": tmp_path,
+    }
+
+
+@pytest.fixture
+def project():
+    project = QgsProject.instance()
+    project.clear()
+    yield project
+    project.clear()
+
+
+@pytest.fixture
+def dock(qgis_iface, qgis_canvas, project):
+    from geoplant_qgis.gui.dock import GeoPlantDock
+
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3035"))
+    qgis_iface.messageBar().clear_messages()
+    widget = GeoPlantDock(qgis_iface)
+    yield widget
+    if widget.is_running():
+        widget.cancel_run()
+        widget.wait_for_run(60)
+    widget.shutdown()
+    widget.deleteLater()
+
+
+def add_layers(project, *paths):
+    layers = []
+    for path in paths:
+        layer = QgsRasterLayer(path, os.path.splitext(os.path.basename(path))[0])
+        assert layer.isValid()
+        project.addMapLayer(layer)
+        layers.append(layer)
+    return layers
+
+
+def expected_probabilities(world):
+    bio1, bio12 = world["values"]
+    x = np.stack([bio1.ravel(), bio12.ravel()], axis=1).astype(np.float64)
+    return sigmoid(x @ W.astype(np.float64) + B).reshape(ROWS, COLS, 3)
+
+
+def full_extent():
+    return QgsGeometry.fromRect(QgsRectangle(X0, Y0 - ROWS * CELL, X0 + COLS * CELL, Y0))
+
+
+def ready_dock(dock, world, project):
+    add_layers(project, world["bio1"], world["bio12"])
+    dock.load_model(world["model"])
+    dock.set_area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"), description="test")
+    dock.folder_widget.setFilePath(world["out"])
+    dock.cell_size_spin.setValue(CELL)
+    return dock
+
+
+# ------------------------------------------------------------------ building and the card
+def test_dock_builds_with_every_section(dock):
+    from geoplant_qgis.gui.dock import GeoPlantDock
+
+    assert dock.objectName() == "GeoPlantDock"
+    assert GeoPlantDock.default_area() == 0x2  # Qt.RightDockWidgetArea
+    from qgis.gui import QgsCollapsibleGroupBox
+
+    titles = {box.title() for box in dock.findChildren(QgsCollapsibleGroupBox)}
+    assert titles == {"Model", "Inputs", "Area", "Grid", "Outputs", "What grows here?"}
+    texts = [b.text() for b in dock.findChildren(type(dock.run_button))]
+    for label in (
+        "Run",
+        "Cancel",
+        "Add raster files…",
+        "Map view",
+        "Clear",
+        "Layer extent",
+        "Selected features",
+    ):
+        assert label in texts
+    assert not dock.run_button.isEnabled()
+    assert dock.input_table.columnCount() == 4
+
+
+def test_card_summary_and_grid_defaults(dock, world):
+    dock.load_model(world["model"])
+    text = dock.card_label.text()
+    assert "tiny linear" in text and "3 species" in text and "Bio1, Bio12" in text
+    assert "100 m in EPSG:3035" in text
+    assert dock.cell_size_spin.value() == 100.0
+    assert dock.grid_crs().authid() == "EPSG:3035"
+    assert [dock.input_table.item(r, 0).text() for r in range(dock.input_table.rowCount())] == [
+        "Bio1",
+        "Bio12",
+    ]
+    assert dock.species_list.count() == 3
+    assert dock.species_list.item(1).text() == "Species 1 (101)"
+    assert dock.topk_spin.value() == 3  # min(25, number of species)
+
+
+def test_a_model_without_card_shows_the_message_and_blocks_run(dock, world, qgis_iface):
+    model, _ = linear_point_model()
+    path = world["tmp"] / "nocard.onnx"
+    onnx.save(model, str(path))
+    dock.load_model(str(path))
+    assert dock.card is None
+    assert "has no 'geoplant' card" in dock.card_label.text()
+    messages = qgis_iface.messageBar().get_messages(Qgis.Warning)
+    assert any("has no 'geoplant' card" in m for m in messages), messages
+    assert not dock.run_button.isEnabled()
+    assert any("has no 'geoplant' card" in r for r in dock.run_blockers())
+    assert "Traceback" not in dock.card_label.text()
+
+
+def test_a_file_that_is_not_a_model_shows_a_plain_message(dock, world):
+    path = world["tmp"] / "garbage.onnx"
+    path.write_bytes(b"\x00not onnx at all")
+    dock.load_model(str(path))
+    assert dock.card is None
+    assert "is not an ONNX model onnxruntime can load" in dock.last_message
+    assert "Traceback" not in dock.last_message
+
+
+# ------------------------------------------------------------------ inputs
+def test_input_table_matches_project_layers(dock, world, project):
+    bio1_layer, bio12_layer = add_layers(project, world["bio1"], world["bio12"])
+    dock.load_model(world["model"])
+    assert dock.status_of("Bio1") == "found" and dock.status_of("Bio12") == "found"
+    choices = dock.input_choices()
+    assert os.path.samefile(choices["Bio1"][0], world["bio1"]) and choices["Bio1"][1] == 1
+    assert os.path.samefile(choices["Bio12"][0], world["bio12"])
+    assert dock.rows[0][1].currentLayer() is bio1_layer
+    assert dock.rows[1][1].currentLayer() is bio12_layer
+    assert "All 2 inputs found" in dock.inputs_label.text()
+
+
+def test_missing_input_blocks_run_and_says_which(dock, world, project):
+    add_layers(project, world["bio1"])
+    dock.load_model(world["model"])
+    dock.set_area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"))
+    dock.folder_widget.setFilePath(world["out"])
+    assert dock.status_of("Bio1") == "found" and dock.status_of("Bio12") == "missing"
+    assert dock.missing_inputs() == ["Bio12"]
+    assert "Missing inputs: Bio12" in dock.inputs_label.text()
+    assert not dock.run_button.isEnabled()
+    assert dock.run_blockers() == ["Missing inputs: Bio12."]
+    # adding the file matches it automatically and unblocks Run
+    dock.add_raster_files([world["bio12"]])
+    assert dock.status_of("Bio12") == "found"
+    assert dock.run_blockers() == [] and dock.run_button.isEnabled()
+    # removing the layer makes it missing again
+    project.removeMapLayer(dock.rows[1][1].currentLayer())
+    dock._inputs_changed()
+    assert dock.status_of("Bio12") == "missing"
+
+
+def test_a_row_can_be_changed_by_hand(dock, world, project):
+    bio1_layer, bio12_layer = add_layers(project, world["bio1"], world["bio12"])
+    dock.load_model(world["model"])
+    name, layer_combo, band_combo = dock.rows[0]
+    layer_combo.setLayer(bio12_layer)
+    assert os.path.samefile(dock.input_choices()["Bio1"][0], world["bio12"])
+    layer_combo.setLayer(None)
+    assert dock.status_of("Bio1") == "missing"
+    # a band description also matches, as in the engine
+    described = write_raster(world["tmp"] / "stack.tif", np.ones((ROWS, COLS)), description="bio 1")
+    project.removeMapLayer(bio1_layer)
+    add_layers(project, described)
+    dock.match_inputs(keep_choices=False)
+    assert os.path.samefile(dock.input_choices()["Bio1"][0], described)
+
+
+# ------------------------------------------------------------------ area and estimate
+def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
+    ready_dock(dock, world, project)
+    estimate = dock.last_estimate
+    assert (estimate.width, estimate.height, estimate.cells) == (COLS, ROWS, ROWS * COLS)
+    assert f"{ROWS * COLS:,} cells" in dock.estimate_label.text()
+    dock.cell_size_spin.setValue(200.0)
+    assert (dock.last_estimate.width, dock.last_estimate.height) == (5, 4)
+    # the chosen area stays on the map until cleared
+    assert dock.area_display.band is not None and dock.area_display.band.isVisible()
+    dock.clear_area()
+    assert dock.area_display.band is None and "Choose an area." in dock.run_blockers()
+    # layer extent
+    dock.use_layer_extent(project.mapLayersByName("bio1")[0])
+    box = dock.area_geometry.boundingBox()
+    assert (box.xMinimum(), box.yMaximum()) == (X0, Y0) and box.width() == COLS * CELL
+    # canvas extent
+    qgis_canvas.setExtent(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
+    dock.use_canvas_extent()
+    assert dock.area_geometry.boundingBox().contains(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
+    # a geographic grid CRS is refused with a reason
+    dock.crs_widget.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    assert any("projected CRS" in r for r in dock.run_blockers())
+
+
+def test_selected_features_give_a_polygon_area(dock, world, project):
+    ready_dock(dock, world, project)
+    layer = QgsVectorLayer("Polygon?crs=EPSG:3035", "zones", "memory")
+    from qgis.core import QgsFeature
+
+    triangle = QgsGeometry.fromWkt(f"POLYGON(({X0} {Y0}, {X0 + 500} {Y0}, {X0} {Y0 - 500}, {X0} {Y0}))")
+    square = QgsGeometry.fromRect(QgsRectangle(X0 + 600, Y0 - 300, X0 + 900, Y0))
+    features = []
+    for geometry in (triangle, square):
+        feature = QgsFeature()
+        feature.setGeometry(geometry)
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    project.addMapLayer(layer)
+    dock.use_selected_features(layer)
+    assert "No feature of zones is selected" in dock.last_message
+    layer.selectByIds([f.id() for f in layer.getFeatures()][:1])
+    dock.use_selected_features(layer)
+    assert dock.area_is_polygon
+    assert dock.area_geometry.area() == pytest.approx(triangle.area())
+    layer.selectAll()
+    dock.use_selected_features(layer)
+    assert dock.area_geometry.area() == pytest.approx(triangle.area() + square.area())
+
+
+# ------------------------------------------------------------------ species list
+def test_species_search_by_name_or_id(dock, world):
+    dock.load_model(world["model"])
+    dock.filter_species("species 2")
+    assert [dock.species_list.item(i).isHidden() for i in range(3)] == [True, True, False]
+    dock.filter_species("101")
+    assert [dock.species_list.item(i).isHidden() for i in range(3)] == [True, False, True]
+    dock.filter_species("")
+    assert not any(dock.species_list.item(i).isHidden() for i in range(3))
+    dock.set_species_checked([102, 100])
+    assert dock.selected_species() == [100, 102]
+
+
+# ------------------------------------------------------------------ settings
+def test_settings_are_remembered_per_project(dock, world, project, qgis_iface):
+    ready_dock(dock, world, project)
+    dock.cell_size_spin.setValue(250.0)
+    assert project.readEntry("GeoPlant", "model", "")[0] == world["model"]
+    assert project.readDoubleEntry("GeoPlant", "cell_size", 0)[0] == 250.0
+    assert project.readEntry("GeoPlant", "output_folder", "")[0] == world["out"]
+    from geoplant_qgis.gui.dock import GeoPlantDock
+
+    other = GeoPlantDock(qgis_iface)
+    try:
+        assert other.model_path == world["model"]
+        assert other.cell_size_spin.value() == 250.0
+        assert other.folder_widget.filePath() == world["out"]
+    finally:
+        other.shutdown()
+
+
+# ------------------------------------------------------------------ runs
+@pytest.fixture
+def predict_algorithm(geoplant_provider):
+    from qgis.core import QgsApplication
+
+    if QgsApplication.processingRegistry().algorithmById("geoplant:predict") is None:
+        pytest.skip("geoplant:predict is not in this tree yet")
+
+
+def run_and_wait(dock):
+    assert dock.run_blockers() == [], dock.run_blockers()
+    assert dock.start_run()
+    assert dock.wait_for_run(120), "the run did not finish"
+
+
+@pytest.mark.usefixtures("predict_algorithm")
+def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
+    ready_dock(dock, world, project)
+    dock.topk_spin.setValue(2)
+    dock.set_species_checked([101])
+    dock.run_name_edit.setText("trial")
+    run_and_wait(dock)
+    assert (
+        dock.last_message == "trial finished in " + dock.last_message.split(" in ", 1)[1]
+    ), dock.last_message
+
+    expected = expected_probabilities(world)
+    outputs = dock.last_outputs
+    with rasterio.open(outputs["richness"]) as ds:
+        richness = ds.read(1)
+        assert ds.crs.to_epsg() == 3035 and ds.transform == from_origin(X0, Y0, CELL, CELL)
+    np.testing.assert_allclose(richness, expected.sum(axis=2), rtol=1e-5, atol=1e-6)
+    with rasterio.open(outputs["topk"]) as ds:
+        topk = ds.read()
+    order = np.argsort(-expected, axis=2, kind="stable")[:, :, :2]
+    np.testing.assert_array_equal(topk, np.moveaxis(np.array(IDS)[order], 2, 0))
+    with rasterio.open(outputs["probabilities"]) as ds:
+        assert ds.count == 1
+        np.testing.assert_allclose(ds.read(1), expected[:, :, 1], rtol=1e-5, atol=1e-6)
+
+    group = project.layerTreeRoot().findGroup("trial")
+    assert group is not None
+    layers = {node.layer().name(): node.layer() for node in group.findLayers()}
+    assert set(layers) == {"trial richness", "trial top species", "trial p(Species 1 (101))"}
+    richness_layer = layers["trial richness"]
+    renderer = richness_layer.renderer()
+    assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
+    assert renderer.classificationMin() == 0.0
+    assert renderer.classificationMax() == pytest.approx(float(expected.sum(axis=2).max()), rel=1e-5)
+    labels = [item.label for item in renderer.shader().rasterShaderFunction().colorRampItemList()]
+    assert labels[0] == "0 species" and all(label.endswith(" species") for label in labels)
+    top = layers["trial top species"].renderer()
+    assert isinstance(top, QgsPalettedRasterRenderer)
+    present = sorted(set(np.array(IDS)[order[:, :, 0]].ravel().tolist()))
+    assert sorted(c.value for c in top.classes()) == present
+    assert {c.value: c.label for c in top.classes()} == {i: f"{NAMES[IDS.index(i)]} ({i})" for i in present}
+    prob = layers["trial p(Species 1 (101))"].renderer()
+    assert isinstance(prob, QgsSingleBandPseudoColorRenderer)
+    assert (prob.classificationMin(), prob.classificationMax()) == (0.0, 1.0)
+
+    # What grows here? at the centre of cell (row 3, col 4), from the outputs
+    point = QgsPointXY(X0 + 4.5 * CELL, Y0 - 3.5 * CELL)
+    answer = dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035"))
+    assert answer["richness"] == pytest.approx(expected[3, 4].sum(), rel=1e-5)
+    assert [sid for sid, _, _ in answer["species"]] == [IDS[i] for i in order[3, 4]]
+    assert f"{expected[3, 4].sum():.1f} species" in dock.identify_view.toPlainText()
+
+    # a second run does not overwrite the first: a new name
+    run_and_wait(dock)
+    assert dock.run_name == "trial_2"
+    assert project.layerTreeRoot().findGroup("trial_2") is not None
+
+
+@pytest.mark.usefixtures("predict_algorithm")
+def test_polygon_area_masks_cells_outside(dock, world, project):
+    ready_dock(dock, world, project)
+    # a triangle over the left half: cells whose centre is outside it are nodata
+    polygon = QgsGeometry.fromWkt(f"POLYGON(({X0} {Y0}, {X0 + 500} {Y0}, {X0} {Y0 - 800}, {X0} {Y0}))")
+    dock.set_area(polygon, QgsCoordinateReferenceSystem("EPSG:3035"), polygon=True)
+    dock.topk_check.setChecked(False)
+    run_and_wait(dock)
+    with rasterio.open(dock.last_outputs["richness"]) as ds:
+        richness = ds.read(1)
+        nodata = ds.nodata
+        assert ds.transform == from_origin(X0, Y0, CELL, CELL) and (ds.height, ds.width) == (8, 5)
+    rows, cols = np.mgrid[0:8, 0:5]
+    cx, cy = (cols + 0.5) * CELL, (rows + 0.5) * CELL  # metres right of / below the top-left corner
+    inside = cx / 500 + cy / 800 <= 1
+    assert 0 < inside.sum() < inside.size
+    expected = expected_probabilities(world).sum(axis=2)[:8, :5]
+    np.testing.assert_allclose(richness[inside], expected[inside], rtol=1e-5, atol=1e-6)
+    assert np.all(richness[~inside] == nodata)
+    assert not dock.temp_dirs  # the temporary area file is gone
+
+
+@pytest.mark.usefixtures("predict_algorithm")
+def test_no_second_run_on_top_and_cancel_leaves_nothing(dock, world, project):
+    ready_dock(dock, world, project)
+    big = QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 150_000, X0 + 150_000, Y0))
+    dock.set_area(big, QgsCoordinateReferenceSystem("EPSG:3035"))
+    assert dock.last_estimate.cells == 1500 * 1500
+    assert dock.start_run()
+    assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
+    assert dock.start_run() is False
+    assert "A run is in progress." in dock.last_message
+    dock.cancel_run()
+    assert dock.wait_for_run(120)
+    assert "cancelled" in dock.last_message.lower()
+    assert os.listdir(world["out"]) == []
+    assert project.layerTreeRoot().findGroup(dock.run_name) is None
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_what_grows_here_without_outputs_runs_the_model(dock, world, project):
+    ready_dock(dock, world, project)
+    point = QgsPointXY(X0 + 2.5 * CELL, Y0 - 6.5 * CELL)
+    answer = dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035"))
+    expected = expected_probabilities(world)[6, 2]
+    assert answer["richness"] == pytest.approx(expected.sum(), rel=1e-5)
+    assert [sid for sid, _, _ in answer["species"]] == [IDS[i] for i in np.argsort(-expected, kind="stable")]
+    for sid, _, p in answer["species"]:
+        assert p == pytest.approx(expected[IDS.index(sid)], rel=1e-5)
