@@ -78,7 +78,7 @@ def _float(field: int, value: float) -> bytes:
 
 
 def _tensor(name: str, array: np.ndarray) -> bytes:
-    array = np.ascontiguousarray(array)
+    array = np.array(array, order="C", copy=False)  # (ascontiguousarray makes 0-d arrays 1-d)
     body = b"".join(_int(1, d) for d in array.shape)
     body += _int(2, _DTYPES[array.dtype]) + _str(8, name)
     body += _bytes(9, array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())

@@ -1,0 +1,637 @@
+"""The prediction engine: a model over every cell of a grid, block by block.
+
+:func:`predict` streams blocks of grid cells. For each block a prefetch thread computes
+the cell centres and the AREA mask, samples every model input (one windowed read per
+source file per block, see :mod:`.sampling`), applies ``fill``, marks invalid cells and
+normalises per the model card, while the main thread runs onnxruntime on the previous
+block's valid cells only: first the model, then a small post-processing graph
+(:mod:`.postprocess`: activation, species subset, richness, top-K) fed with the model's
+raw output, so the per-species work also runs in onnxruntime. A writer thread puts the
+output blocks into the GeoTIFFs (:mod:`.geotiff`), which live under temporary names until
+the run succeeds. Memory is bounded by the block size, not by the area.
+
+Top-K ties (equal probabilities) are broken by column order: the species listed first
+in the model card comes first (ONNX TopK's rule).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GeoPlantError, InputDataError, MissingDependencyError, OutputError
+from .geotiff import (
+    SPECIES_CSV_SUFFIX,
+    GeoTiffWriter,
+    check_band_count,
+    check_disk_space,
+    estimate_bytes,
+    species_csv_text,
+    topk_style_qml,
+)
+from .postprocess import postprocess_graph
+from .progress import as_progress
+
+DEFAULT_CRS = "EPSG:3035"
+DEFAULT_CELL_SIZE = 100.0
+RICHNESS_NODATA = -9999.0
+PROBABILITY_NODATA = -9999.0
+TOPK_NODATA = -1
+#: memory one block may use (inputs + model output + outputs), bytes
+BLOCK_BUDGET_BYTES = 128 * 1024 * 1024
+MAX_BLOCK_CELLS = 65536
+_DONE = object()
+
+
+@dataclass
+class PredictResult:
+    cells: int
+    valid_cells: int
+    species: int
+    seconds: float
+    cells_per_second: float
+    outputs: dict[str, str] = field(default_factory=dict)  # "richness" | "topk" | "probabilities" -> path
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise MissingDependencyError(
+            "Running a model needs the onnxruntime package (pip install onnxruntime)."
+        ) from error
+    return ort
+
+
+def _session(model, threads: int | None = None):
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+    # Busy-waiting worker threads would steal the cores the prefetch/writer threads need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+class LoadedModel:
+    """An ONNX model, its card and its onnxruntime session."""
+
+    def __init__(self, model_path, threads: int | None = None):
+        from .modelcard import read_model_card
+
+        path = os.fspath(model_path)
+        if not os.path.isfile(path):
+            raise InputDataError(f"Model file not found: {path}")
+        try:
+            self.session = _session(path, threads)
+        except Exception as error:  # onnxruntime's own exception types
+            from .errors import ModelCardError
+
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ModelCardError(
+                f"'{os.path.basename(path)}' is not an ONNX model onnxruntime can load: {first[:300]}"
+            ) from None
+        self.path = path
+        self.card = read_model_card(path, session=self.session)
+        self.threads = threads
+
+    def postprocessor(self, columns, *, top_k=0, richness=False, threshold=None, probabilities=False):
+        card = self.card
+        n = len(card.species)
+        subset = None if list(columns) == list(range(n)) else list(columns)
+        graph = postprocess_graph(
+            n,
+            card.output.activation,
+            columns=subset,
+            species_ids=[card.species[c].id for c in columns],
+            top_k=top_k,
+            richness=richness,
+            threshold=threshold,
+            probabilities=probabilities,
+        )
+        return _session(graph, self.threads)
+
+    def raw(self, feeds: dict) -> np.ndarray:
+        return self.session.run([self.card.output.name], feeds)[0]
+
+
+# --- inputs ----------------------------------------------------------------------------
+
+
+class _Inputs:
+    """The samplers of every model input, and the cell -> tensor preparation."""
+
+    def __init__(self, card, raster_paths, mapping, crs):
+        from .sampling import PatchSampler, PointSampler
+        from .sources import parse_mapping, resolve_variables
+
+        if isinstance(mapping, str):
+            mapping = parse_mapping(mapping)
+        refs = resolve_variables(card.variable_names(), list(raster_paths or []), mapping or None)
+        self.specs = card.inputs
+        self.refs = {spec.name: [refs[n] for n in spec.source_names] for spec in card.inputs}
+        self.samplers = []
+        try:
+            for spec in card.inputs:
+                if spec.kind == "patch":
+                    sampler = PatchSampler(self.refs[spec.name], spec.size, spec.pixel_size_m, crs)
+                else:
+                    sampler = PointSampler(self.refs[spec.name], crs)
+                self.samplers.append(sampler)
+        except BaseException:
+            self.close()
+            raise
+
+    def cell_bytes(self) -> int:
+        return sum(4 * math.prod(spec.tensor_shape(1)) for spec in self.specs)
+
+    def prepare(self, xs, ys):
+        """Cell centres -> (feeds of the valid cells, valid bool [N])."""
+        n = len(xs)
+        valid = np.ones(n, dtype=bool)
+        tensors = {}
+        for spec, sampler in zip(self.specs, self.samplers, strict=True):
+            raw = sampler.sample(xs, ys)
+            if spec.kind == "cube":  # [N, V] in C order -> [N, *shape]: per-axis statistics broadcast
+                raw = raw.reshape(spec.tensor_shape(n))
+            tensor, ok = spec.prepare(raw)
+            valid &= ok
+            tensors[spec.name] = tensor
+        if valid.all():
+            feeds = {k: np.ascontiguousarray(t, dtype=np.float32) for k, t in tensors.items()}
+        else:
+            feeds = {k: np.ascontiguousarray(t[valid], dtype=np.float32) for k, t in tensors.items()}
+        return feeds, valid
+
+    def close(self):
+        for sampler in self.samplers:
+            try:
+                sampler.close()
+            except Exception:  # closing read-only datasets
+                pass
+        self.samplers = []
+
+    def check_overlap(self, grid) -> None:
+        """Refuse up front a grid that does not overlap a source (of an input without fill)."""
+        import rasterio
+        from rasterio.warp import transform_bounds
+
+        left, bottom, right, top = grid.bounds
+        for spec in self.specs:
+            if spec.fill is not None:
+                continue
+            for name, ref in zip(spec.source_names, self.refs[spec.name], strict=True):
+                with rasterio.open(ref.path) as src:
+                    try:
+                        b = transform_bounds(grid.crs, src.crs, left, bottom, right, top, densify_pts=21)
+                    except Exception:  # no valid transform: leave it to the sampler
+                        continue
+                    s = src.bounds
+                    if b[0] >= s.right or b[2] <= s.left or b[1] >= s.top or b[3] <= s.bottom:
+                        raise InputDataError(
+                            f"The extent does not overlap the raster of variable '{name}' "
+                            f"({os.path.basename(ref.path)}): the grid covers "
+                            f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) in {grid.crs}, i.e. "
+                            f"({b[0]:.4f}, {b[1]:.4f}, {b[2]:.4f}, {b[3]:.4f}) in the raster's CRS, "
+                            f"and the raster covers ({s.left:.4f}, {s.bottom:.4f}, {s.right:.4f}, "
+                            f"{s.top:.4f}). Choose an extent inside the rasters."
+                        )
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def _blocks(height: int, width: int, cells: int):
+    """(row_off, col_off, rows, cols) windows of about ``cells`` cells, in row order."""
+    cells = max(1, int(cells))
+    if width <= cells:
+        rows = max(1, cells // width)
+        for r in range(0, height, rows):
+            yield r, 0, min(rows, height - r), width
+    else:
+        for r in range(height):
+            for c in range(0, width, cells):
+                yield r, c, 1, min(cells, width - c)
+
+
+def _area_shapes(area) -> list[dict]:
+    """The AREA as GeoJSON-like polygons (parsed once, not per block)."""
+    from .grid import _as_geojson
+
+    if isinstance(area, dict | str | bytes | bytearray) or hasattr(area, "__geo_interface__"):
+        area = [area]
+    shapes = []
+    for g in area:
+        gj = _as_geojson(g)
+        if gj and gj.get("type") == "GeometryCollection":
+            shapes.extend(gj.get("geometries", []))
+        elif gj:
+            shapes.append(gj)
+    shapes = [s for s in shapes if s.get("type") in ("Polygon", "MultiPolygon")]
+    if not shapes:
+        raise InputDataError("The AREA has no polygons.")
+    return shapes
+
+
+def _area_extent(shapes) -> tuple[float, float, float, float]:
+    """Bounds (xmin, ymin, xmax, ymax) of GeoJSON-like polygons, in their CRS."""
+    from rasterio.features import bounds
+
+    boxes = np.array([bounds(s) for s in shapes], dtype=np.float64)
+    return (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
+
+
+def _resolve_outputs(output_richness, output_topk, output_probabilities):
+    outputs = {
+        k: os.path.abspath(os.fspath(v))
+        for k, v in (
+            ("richness", output_richness),
+            ("topk", output_topk),
+            ("probabilities", output_probabilities),
+        )
+        if v
+    }
+    if not outputs:
+        raise OutputError(
+            "No output requested: give at least one of the richness, top-K or probabilities rasters."
+        )
+    paths = list(outputs.values())
+    if len(set(paths)) != len(paths):
+        raise OutputError("Two outputs have the same file name; give each output its own file.")
+    return outputs
+
+
+def predict(
+    model_path,
+    raster_paths,
+    *,
+    mapping=None,
+    extent=None,
+    extent_crs=None,
+    area=None,
+    area_crs=None,
+    crs=None,
+    cell_size=None,
+    top_k=25,
+    species=None,
+    threshold=None,
+    output_richness=None,
+    output_topk=None,
+    output_probabilities=None,
+    progress=None,
+    block_cells=None,
+    threads=None,
+) -> PredictResult:
+    """Run the model over every cell of the grid and write the requested rasters.
+
+    ``extent``: (xmin, ymin, xmax, ymax) in ``extent_crs`` (default: the grid CRS);
+    ``area``: polygon geometries (see :func:`.grid.area_mask`) in ``area_crs``: cells whose
+    centre is outside are nodata (its bounds are the extent when no extent is given).
+    ``crs``/``cell_size``: the grid (default: the card's grid, else EPSG:3035 and 100 m).
+    ``species``: ids or names (comma-separated text or a list) restricting every output
+    (default all). ``threshold``: richness counts species with p >= threshold.
+    ``block_cells``: cells per block (default from a memory budget); ``threads``:
+    onnxruntime threads (default all cores).
+    """
+    from .grid import area_mask, make_grid
+
+    progress = as_progress(progress)
+    started = time.perf_counter()
+    outputs = _resolve_outputs(output_richness, output_topk, output_probabilities)
+    if threshold is not None and not (0.0 < float(threshold) <= 1.0):
+        raise InputDataError(f"THRESHOLD must be a probability in (0, 1], not {threshold}.")
+    if top_k is None:
+        top_k = 0
+    if int(top_k) < 0:
+        raise InputDataError(f"TOP_K must be 0 or more, not {top_k}.")
+    top_k = int(top_k)
+    if "topk" in outputs and top_k == 0:
+        raise InputDataError("A top-K raster was requested but TOP_K is 0; set TOP_K to 1 or more.")
+
+    model = LoadedModel(model_path, threads)
+    card = model.card
+    columns = card.select_species(species)
+    kept = [card.species[c] for c in columns]
+    if "richness" in outputs and card.output.activation == "softmax" and threshold is None:
+        raise InputDataError(
+            "This model's output is a softmax (its probabilities sum to 1 over the species), so the "
+            "sum of probabilities is not a species richness. Give a THRESHOLD to count the species "
+            "with a probability at or above it, or do not request the richness output."
+        )
+    if "topk" in outputs and top_k > len(kept):
+        progress.warning(f"TOP_K {top_k} is more than the {len(kept)} species selected; using {len(kept)}.")
+        top_k = len(kept)
+
+    grid_crs = crs or (card.grid.crs if card.grid else DEFAULT_CRS)
+    size = float(cell_size) if cell_size else (card.grid.cell_size_m if card.grid else DEFAULT_CELL_SIZE)
+    if area is not None:
+        area = _area_shapes(area)
+    if extent is None:
+        if area is None:
+            raise InputDataError("Give an EXTENT or an AREA to predict over.")
+        extent, extent_crs = _area_extent(area), area_crs
+    grid = make_grid(tuple(extent), extent_crs or grid_crs, crs=grid_crs, cell_size=size)
+    if area is not None and area_crs is not None:
+        from rasterio.warp import transform_geom
+
+        from .grid import parse_crs
+
+        source, target = parse_crs(area_crs, "AREA CRS"), parse_crs(grid.crs)
+        if source != target:
+            area = [transform_geom(source, target, s) for s in area]
+        area_crs = None  # now in the grid CRS
+    height, width = grid.shape
+
+    # outputs: bands, descriptions, disk space, band limit, all before any work
+    specs = {}
+    if "richness" in outputs:
+        specs["richness"] = dict(
+            count=1,
+            dtype="float32",
+            nodata=RICHNESS_NODATA,
+            resampling="average",
+            descriptions=["richness" if threshold is None else f"species with p >= {threshold:g}"],
+        )
+    if "topk" in outputs:
+        stem = os.path.splitext(outputs["topk"])[0]
+        table = [(s.id, s.name) for s in kept]
+        specs["topk"] = dict(
+            count=top_k,
+            dtype="int32",
+            nodata=TOPK_NODATA,
+            resampling="nearest",
+            descriptions=[f"rank {i}" for i in range(1, top_k + 1)],
+            sidecars={
+                stem + SPECIES_CSV_SUFFIX: species_csv_text(table),
+                stem + ".qml": topk_style_qml(table),
+            },
+        )
+    if "probabilities" in outputs:
+        specs["probabilities"] = dict(
+            count=len(kept),
+            dtype="float32",
+            nodata=PROBABILITY_NODATA,
+            resampling="average",
+            descriptions=[f"{s.name} ({s.id})" for s in kept],
+        )
+    for key, spec in specs.items():
+        check_band_count(spec["count"], f"The {key} raster {os.path.basename(outputs[key])}")
+    check_disk_space(
+        (outputs[k], estimate_bytes(width, height, s["count"], s["dtype"])) for k, s in specs.items()
+    )
+
+    inputs = _Inputs(card, raster_paths, mapping, grid.crs)
+    try:
+        inputs.check_overlap(grid)
+        post = model.postprocessor(
+            columns,
+            top_k=top_k if "topk" in outputs else 0,
+            richness="richness" in outputs,
+            threshold=threshold,
+            probabilities="probabilities" in outputs,
+        )
+        out_bytes = sum(s["count"] * 4 for s in specs.values())
+        cell_bytes = 3 * inputs.cell_bytes() + 3 * 4 * len(card.species) + 2 * out_bytes
+        if block_cells is None:
+            block_cells = min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // cell_bytes))
+        progress.info(
+            f"Grid: {width} x {height} cells of {size:g} m in {grid.crs}, "
+            f"{len(kept)} species, blocks of {block_cells} cells."
+        )
+        writers = {
+            k: GeoTiffWriter(
+                outputs[k],
+                width=width,
+                height=height,
+                crs=grid.crs,
+                transform=grid.transform,
+                **s,
+            )
+            for k, s in specs.items()
+        }
+        valid_total = _run_blocks(
+            grid, inputs, model, post, writers, area, area_crs, block_cells, progress, area_mask
+        )
+    finally:
+        inputs.close()
+
+    seconds = time.perf_counter() - started
+    cells = width * height
+    result = PredictResult(
+        cells=cells,
+        valid_cells=valid_total,
+        species=len(kept),
+        seconds=seconds,
+        cells_per_second=cells / seconds if seconds > 0 else float("inf"),
+        outputs=dict(outputs),
+    )
+    progress.info(
+        f"Predicted {cells:,} cells ({valid_total:,} valid), {len(kept)} species, "
+        f"in {seconds:.1f} s: {result.cells_per_second:,.0f} cells/s."
+    )
+    return result
+
+
+def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells, progress, area_mask):
+    """The block loop with its prefetch and writer threads; returns the number of valid cells."""
+    from rasterio.windows import Window
+
+    height, width = grid.shape
+    windows = list(_blocks(height, width, block_cells))
+    stop = threading.Event()
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    to_write: queue.Queue = queue.Queue(maxsize=2)
+    write_error: list[BaseException] = []
+
+    def produce():
+        try:
+            for row, col, rows, cols in windows:
+                if stop.is_set():
+                    return
+                xs, ys = grid.cell_centres(row, row + rows, col, col + cols)
+                xs, ys = np.asarray(xs).ravel(), np.asarray(ys).ravel()
+                inside = None
+                if area is not None:
+                    mask = area_mask(grid, area, area_crs, window=Window(col, row, cols, rows))
+                    inside = np.asarray(mask, dtype=bool).ravel()
+                    xs, ys = xs[inside], ys[inside]
+                if len(xs):
+                    feeds, valid = inputs.prepare(xs, ys)
+                else:
+                    feeds, valid = None, np.zeros(0, dtype=bool)
+                if inside is not None:
+                    full = np.zeros(rows * cols, dtype=bool)
+                    full[np.flatnonzero(inside)[valid]] = True
+                    valid = full
+                item = (row, col, rows, cols, feeds, valid)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as error:  # handed to the main thread
+            _put_until(ready, error, stop)
+            return
+        _put_until(ready, _DONE, stop)
+
+    def consume():
+        try:
+            while True:
+                item = to_write.get()
+                if item is _DONE:
+                    return
+                row, col, blocks = item
+                for key, block in blocks.items():
+                    writers[key].write(block, row, col)
+        except BaseException as error:  # reported by the main thread
+            write_error.append(error)
+            stop.set()
+            while to_write.get() is not _DONE:  # drain so the main thread never blocks
+                pass
+
+    nodata = {"richness": RICHNESS_NODATA, "topk": TOPK_NODATA, "probabilities": PROBABILITY_NODATA}
+    out_names = [o.name for o in post.get_outputs()]
+    valid_total = 0
+    opened = []
+    reader = threading.Thread(target=produce, name="geoplant-prefetch", daemon=True)
+    writer = threading.Thread(target=consume, name="geoplant-writer", daemon=True)
+    try:
+        for w in writers.values():
+            w.open()
+            opened.append(w)
+        reader.start()
+        writer.start()
+        done = 0
+        while True:
+            progress.check_cancelled()
+            item = ready.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if write_error:
+                raise write_error[0]
+            row, col, rows, cols, feeds, valid = item
+            n_valid = int(valid.sum())
+            blocks = {}
+            if n_valid:
+                results = dict(zip(out_names, post.run(out_names, {"raw": model.raw(feeds)}), strict=True))
+            for key, w in writers.items():
+                if n_valid == len(valid):
+                    values = results[key]
+                    block = values.T if values.ndim == 2 else values[None]
+                    block = block.reshape(w.count, rows, cols)
+                else:
+                    block = np.full((w.count, rows * cols), nodata[key], dtype=w.dtype)
+                    if n_valid:
+                        values = results[key]
+                        block[:, valid] = values.T if values.ndim == 2 else values[None]
+                    block = block.reshape(w.count, rows, cols)
+                blocks[key] = block
+            valid_total += n_valid
+            to_write.put((row, col, blocks))
+            done += 1
+            progress.set_progress(100.0 * done / len(windows))
+        progress.check_cancelled()
+        to_write.put(_DONE)
+        writer.join()
+        if write_error:
+            raise write_error[0]
+        if valid_total == 0:
+            raise InputDataError(
+                "No cell of the grid has data for every model input"
+                + (" inside the AREA" if area is not None else "")
+                + ": the rasters have no data there (nodata or outside). Check the extent, the "
+                "area and the rasters; nothing was written."
+            )
+        for w in writers.values():
+            w.finish()
+        for w in writers.values():
+            w.publish()
+        return valid_total
+    except BaseException:
+        stop.set()
+        if writer.is_alive():
+            _put_until(to_write, _DONE, None)
+            writer.join()
+        for w in writers.values():
+            w.discard()
+        raise
+    finally:
+        stop.set()
+        if reader.is_alive():
+            try:
+                while True:
+                    ready.get_nowait()
+            except queue.Empty:
+                pass
+            reader.join(timeout=30)
+
+
+def _put_until(q: queue.Queue, item, stop) -> None:
+    while True:
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            if stop is not None and stop.is_set() and item is not _DONE:
+                return
+            if stop is not None and stop.is_set():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+# --- points ----------------------------------------------------------------------------
+
+
+def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch=4096) -> np.ndarray:
+    """Probabilities of every species of the card at arbitrary points: float32 [N, S].
+
+    ``xs``, ``ys`` in ``crs``; rows of points where an input has no data are NaN. Patch
+    inputs are cut in the card's grid CRS (else EPSG:3035) when ``crs`` is geographic.
+    """
+    from rasterio.crs import CRS
+    from rasterio.warp import transform
+
+    model = LoadedModel(model_path)
+    card = model.card
+    xs = np.asarray(xs, dtype=np.float64).ravel()
+    ys = np.asarray(ys, dtype=np.float64).ravel()
+    if xs.shape != ys.shape:
+        raise InputDataError("xs and ys must have the same length.")
+    sample_crs = crs
+    if any(s.kind == "patch" for s in card.inputs) and CRS.from_user_input(crs).is_geographic:
+        sample_crs = card.grid.crs if card.grid else DEFAULT_CRS
+        if len(xs):
+            tx, ty = transform(crs, sample_crs, xs.tolist(), ys.tolist())
+            xs, ys = np.asarray(tx), np.asarray(ty)
+    out = np.full((len(xs), len(card.species)), np.nan, dtype=np.float32)
+    if not len(xs):
+        return out
+    post = model.postprocessor(range(len(card.species)), probabilities=True)
+    inputs = _Inputs(card, raster_paths, mapping, sample_crs)
+    try:
+        for start in range(0, len(xs), batch):
+            stop = min(start + batch, len(xs))
+            feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop])
+            if valid.any():
+                probs = post.run(["probabilities"], {"raw": model.raw(feeds)})[0]
+                out[start:stop][valid] = probs
+    finally:
+        inputs.close()
+    return out
+
+
+__all__ = ["GeoPlantError", "PredictResult", "predict", "predict_points", "LoadedModel"]

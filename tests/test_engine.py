@@ -1,0 +1,675 @@
+"""core.engine: every output cell equals an independent numpy computation; bad input refused.
+
+Models are hand-made ONNX graphs with known weights (Flatten -> MatMul -> Add, optionally
+a Sigmoid inside for activation "none"); rasters have known values in several CRSs. The
+expected values are computed here from the raster arrays with numpy (cell centres from the
+snapped grid, the source pixel containing each centre, the card's normalisation, the
+activation), never with the engine's code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import onnx
+import pytest
+import rasterio
+from onnx import TensorProto, helper, numpy_helper
+from rasterio.transform import from_origin
+from rasterio.warp import transform as warp_transform
+
+from geoplant_qgis.core import engine
+from geoplant_qgis.core.errors import CancelledError, InputDataError, ModelCardError, OutputError
+from geoplant_qgis.core.modelcard import embed_model_card
+from geoplant_qgis.core.postprocess import postprocess_graph
+from geoplant_qgis.core.progress import Progress
+
+SPECIES_IDS = [10, 3, 7, 42, 1]
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def write_raster(path, array, crs, transform, nodata=None, descriptions=None):
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype=array.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
+        dst.write(array)
+        if descriptions:
+            for i, d in enumerate(descriptions, start=1):
+                dst.set_band_description(i, d)
+    return str(path)
+
+
+def make_model(path, inputs, weights, bias, activation="sigmoid", species_ids=SPECIES_IDS, grid=None):
+    """Flatten every input, concatenate, MatMul + Add -> logits; 'none' adds a Sigmoid."""
+    nodes, graph_inputs, flats = [], [], []
+    for spec in inputs:
+        if spec["kind"] == "point":
+            dims = [len(spec["variables"])]
+        elif spec["kind"] == "patch":
+            dims = [len(spec["bands"]), spec["size"], spec["size"]]
+        else:
+            dims = list(spec["shape"])
+        graph_inputs.append(helper.make_tensor_value_info(spec["name"], TensorProto.FLOAT, ["N", *dims]))
+        nodes.append(helper.make_node("Flatten", [spec["name"]], [f"{spec['name']}_flat"], axis=1))
+        flats.append(f"{spec['name']}_flat")
+    nodes.append(helper.make_node("Concat", flats, ["features"], axis=1))
+    nodes.append(helper.make_node("MatMul", ["features", "W"], ["xw"]))
+    out = "logits" if activation != "none" else "z"
+    nodes.append(helper.make_node("Add", ["xw", "b"], [out]))
+    if activation == "none":
+        nodes.append(helper.make_node("Sigmoid", ["z"], ["probs"]))
+        out = "probs"
+    weights = np.asarray(weights, np.float32)
+    graph = helper.make_graph(
+        nodes,
+        "test",
+        graph_inputs,
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", weights.shape[1]])],
+        [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(np.asarray(bias, np.float32), "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    card = {
+        "format": "geoplant-onnx/1",
+        "species": [{"id": i, "name": f"Species {i}"} for i in species_ids],
+        "output": {"name": out, "activation": activation},
+        "inputs": inputs,
+    }
+    if grid:
+        card["grid"] = grid
+    embed_model_card(model, card)
+    onnx.save(model, path)
+    return str(path)
+
+
+def activate(logits, activation):
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    if activation == "softmax":
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-logits))  # "none": the graph's own sigmoid
+
+
+def snapped(extent, cell):
+    """(left, top, width, height) of the grid covering extent, snapped to multiples of cell."""
+    xmin, ymin, xmax, ymax = extent
+    c0, c1 = math.floor(xmin / cell), math.ceil(xmax / cell)
+    r0, r1 = math.floor(ymin / cell), math.ceil(ymax / cell)
+    return c0 * cell, r1 * cell, c1 - c0, r1 - r0
+
+
+def centres(left, top, width, height, cell):
+    xs = left + (np.arange(width) + 0.5) * cell
+    ys = top - (np.arange(height) + 0.5) * cell
+    gx, gy = np.meshgrid(xs, ys)
+    return gx.ravel(), gy.ravel()
+
+
+def lookup(path, xs, ys, crs, band=1):
+    """Value of the source pixel containing each point (points in ``crs``), NaN for nodata/outside."""
+    with rasterio.open(path) as src:
+        data = src.read(band).astype(np.float64)
+        tx, ty = warp_transform(crs, src.crs, list(xs), list(ys)) if src.crs != crs else (xs, ys)
+        t = src.transform
+        cols = np.floor((np.asarray(tx) - t.c) / t.a).astype(int)
+        rows = np.floor((np.asarray(ty) - t.f) / t.e).astype(int)
+        out = np.full(len(xs), np.nan)
+        ok = (cols >= 0) & (cols < src.width) & (rows >= 0) & (rows < src.height)
+        out[ok] = data[rows[ok], cols[ok]]
+        if src.nodata is not None:
+            out[out == src.nodata] = np.nan
+    return out
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(), src.profile, src.descriptions
+
+
+def check_outputs(paths, probs, valid, width, height, top_k, threshold=None, columns=None, ids=SPECIES_IDS):
+    """Compare the written rasters with expected probabilities [cells, S] (valid rows)."""
+    columns = list(range(probs.shape[1])) if columns is None else columns
+    p = probs[:, columns]
+    kept_ids = np.asarray(ids)[columns]
+    if "richness" in paths:
+        data, profile, desc = read(paths["richness"])
+        assert profile["dtype"] == "float32" and profile["nodata"] == -9999.0
+        expected = np.full(width * height, -9999.0)
+        expected[valid] = p[valid].sum(axis=1) if threshold is None else (p[valid] >= threshold).sum(axis=1)
+        np.testing.assert_allclose(data[0].ravel(), expected, rtol=1e-5, atol=1e-5)
+    if "topk" in paths:
+        data, profile, desc = read(paths["topk"])
+        assert profile["dtype"] == "int32" and profile["nodata"] == -1
+        assert desc == tuple(f"rank {i}" for i in range(1, top_k + 1))
+        order = np.argsort(-p.astype(np.float32), axis=1, kind="stable")[:, :top_k]
+        expected = np.full((width * height, top_k), -1)
+        expected[valid] = kept_ids[order[valid]]
+        np.testing.assert_array_equal(data.reshape(top_k, -1).T, expected)
+    if "probabilities" in paths:
+        data, profile, desc = read(paths["probabilities"])
+        assert profile["dtype"] == "float32" and profile["nodata"] == -9999.0
+        assert desc == tuple(f"Species {i} ({i})" for i in kept_ids)
+        expected = np.full((width * height, len(columns)), -9999.0)
+        expected[valid] = p[valid]
+        np.testing.assert_allclose(data.reshape(len(columns), -1).T, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def climate(tmp_path):
+    """Two point variables: 'bio1' at 0.01 degree (EPSG:4326), 'elev' at 250 m (EPSG:3035)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    lon = np.arange(70)[None, :]
+    lat = np.arange(60)[:, None]
+    bio1 = (lat * 0.1 + lon * 0.03).astype(np.float32)
+    bio1[30:34, 12:18] = -32768  # nodata hole
+    paths = [
+        write_raster(
+            src / "bio1.tif", bio1, "EPSG:4326", from_origin(3.5003, 43.9007, 0.01, 0.01), nodata=-32768
+        )
+    ]
+    elev = (np.arange(80 * 60).reshape(80, 60) % 97).astype(np.int16)
+    paths.append(
+        write_raster(src / "Elev.tif", elev, "EPSG:3035", from_origin(3_800_030.0, 2_305_020.0, 250.0, 250.0))
+    )
+    return paths
+
+
+POINT_INPUT = {
+    "name": "env",
+    "kind": "point",
+    "variables": ["bio1", "elev"],
+    "scale": 2.0,
+    "mean": [1.0, 40.0],
+    "std": [2.0, 25.0],
+}
+EXTENT = (3_803_130.0, 2_292_470.0, 3_814_950.0, 2_299_880.0)  # EPSG:3035, not on cell lines
+W = np.array([[0.8, -0.5, 0.0, 0.3, -1.2], [0.6, 0.9, 0.0, -0.4, 0.1]], np.float32)
+B = np.array([0.1, -0.2, 0.05, 0.0, 0.3], np.float32)
+
+
+def expected_point_probs(climate, extent, cell, activation, crs="EPSG:3035", fill=None):
+    left, top, width, height = snapped(extent, cell)
+    xs, ys = centres(left, top, width, height, cell)
+    x = np.stack([lookup(climate[0], xs, ys, crs), lookup(climate[1], xs, ys, crs)], axis=1)
+    if fill is not None:
+        x = np.where(np.isnan(x), fill, x)
+    valid = ~np.isnan(x).any(axis=1)
+    z = (x * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
+    logits = z @ W.astype(np.float64) + B
+    return activate(logits, activation), valid, (left, top, width, height)
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_cells", [None, 7, 45])
+@pytest.mark.parametrize("activation", ["sigmoid", "none"])
+def test_point_inputs_every_cell(tmp_path, climate, activation, block_cells):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B, activation)
+    out = tmp_path / "out"
+    out.mkdir()
+    paths = {k: str(out / f"{k}.tif") for k in ("richness", "topk", "probabilities")}
+    result = engine.predict(
+        model,
+        climate,
+        extent=EXTENT,
+        extent_crs="EPSG:3035",
+        cell_size=1000,
+        top_k=3,
+        output_richness=paths["richness"],
+        output_topk=paths["topk"],
+        output_probabilities=paths["probabilities"],
+        block_cells=block_cells,
+    )
+    probs, valid, (left, top, width, height) = expected_point_probs(climate, EXTENT, 1000, activation)
+    assert 0 < valid.sum() < len(valid)  # the nodata hole and the raster edge are inside the grid
+    assert (result.cells, result.valid_cells, result.species) == (width * height, valid.sum(), 5)
+    assert result.outputs == paths
+    check_outputs(paths, probs, valid, width, height, top_k=3)
+    with rasterio.open(paths["richness"]) as src:
+        assert src.transform == from_origin(left, top, 1000, 1000)
+        assert (src.width, src.height) == (width, height) and src.crs.to_epsg() == 3035
+    assert sorted(os.listdir(out)) == [
+        "probabilities.tif",
+        "richness.tif",
+        "topk.qml",
+        "topk.tif",
+        "topk_species.csv",
+    ]
+    table = (out / "topk_species.csv").read_text().splitlines()
+    assert table == ["id,name"] + [f"{i},Species {i}" for i in SPECIES_IDS]
+
+
+def test_snapping_extent_in_another_crs(tmp_path, climate):
+    """An extent in EPSG:4326, grid in 3035: origin on multiples of the cell size."""
+    model = make_model(
+        tmp_path / "m.onnx", [POINT_INPUT], W, B, grid={"crs": "EPSG:3035", "cell_size_m": 500}
+    )
+    extent_4326 = (3.62, 43.55, 3.70, 43.60)
+    out = str(tmp_path / "r.tif")
+    engine.predict(model, climate, extent=extent_4326, extent_crs="EPSG:4326", output_richness=out)
+    bx = rasterio.warp.transform_bounds("EPSG:4326", "EPSG:3035", *extent_4326, densify_pts=21)
+    left, top, width, height = snapped(bx, 500)
+    with rasterio.open(out) as src:
+        assert src.transform == from_origin(left, top, 500, 500)
+        assert (src.width, src.height) == (width, height)
+        assert src.transform.c % 500 == 0 and src.transform.f % 500 == 0
+        got = src.read(1).ravel()
+    probs, valid, _ = expected_point_probs(climate, bx, 500, "sigmoid")
+    expected = np.where(valid, probs.sum(axis=1), -9999.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_fill_replaces_nodata(tmp_path, climate):
+    spec = dict(POINT_INPUT, fill=3.0)
+    model = make_model(tmp_path / "m.onnx", [spec], W, B)
+    out = str(tmp_path / "p.tif")
+    engine.predict(model, climate, extent=EXTENT, cell_size=1000, output_probabilities=out)
+    probs, valid, (_, _, width, height) = expected_point_probs(climate, EXTENT, 1000, "sigmoid", fill=3.0)
+    assert valid.all()
+    check_outputs({"probabilities": out}, probs, valid, width, height, top_k=0)
+
+
+def test_area_mask_and_species_subset(tmp_path, climate):
+    """Cells whose centre is outside the triangle are nodata; SPECIES restricts every output."""
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    left, top, width, height = snapped(EXTENT, 1000)
+    # triangle in the grid CRS: below the diagonal from (left, top) to (right, bottom), offset
+    x0, y0 = left - 300.0, top + 200.0
+    x1, y1 = left + width * 1000 + 400.0, top - height * 1000 - 100.0
+    triangle = {"type": "Polygon", "coordinates": [[(x0, y0), (x1, y1), (x0, y1), (x0, y0)]]}
+    out = tmp_path / "out"
+    out.mkdir()
+    paths = {"richness": str(out / "r.tif"), "topk": str(out / "t.tif"), "probabilities": str(out / "p.tif")}
+    engine.predict(
+        model,
+        climate,
+        extent=EXTENT,
+        area=[triangle],
+        area_crs="EPSG:3035",
+        cell_size=1000,
+        top_k=2,
+        species="42, Species 10,3",
+        output_richness=paths["richness"],
+        output_topk=paths["topk"],
+        output_probabilities=paths["probabilities"],
+        block_cells=11,
+    )
+    probs, valid, _ = expected_point_probs(climate, EXTENT, 1000, "sigmoid")
+    xs, ys = centres(left, top, width, height, 1000)
+    # below the line through (x0, y0) and (x1, y1)
+    inside = (ys - y0) * (x1 - x0) < (y1 - y0) * (xs - x0)
+    assert 0 < inside.sum() < len(inside)
+    check_outputs(paths, probs, valid & inside, width, height, top_k=2, columns=[3, 0, 1])
+
+
+def test_area_in_another_crs_as_wkb_gives_the_extent(tmp_path, climate):
+    from osgeo import ogr
+
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    ring = "POLYGON((3.62 43.55, 3.70 43.55, 3.70 43.60, 3.62 43.60, 3.62 43.55))"
+    wkb = bytes(ogr.CreateGeometryFromWkt(ring).ExportToWkb())
+    out = str(tmp_path / "r.tif")
+    result = engine.predict(
+        model, climate, area=[wkb], area_crs="EPSG:4326", cell_size=500, output_richness=out
+    )
+    # the grid covers the polygon's bounds transformed (as an extent) to the grid CRS
+    bx = rasterio.warp.transform_bounds("EPSG:4326", "EPSG:3035", 3.62, 43.55, 3.70, 43.60, densify_pts=21)
+    left, top, width, height = snapped(bx, 500)
+    assert result.cells == width * height
+    xs, ys = centres(left, top, width, height, 500)
+    lon, lat = warp_transform("EPSG:3035", "EPSG:4326", list(xs), list(ys))
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    inside = (lon > 3.62) & (lon < 3.70) & (lat > 43.55) & (lat < 43.60)
+    probs, valid, _ = expected_point_probs(climate, bx, 500, "sigmoid")
+    got = rasterio.open(out).read(1).ravel()
+    ok = valid & inside
+    assert 0 < ok.sum() < len(ok)
+    np.testing.assert_allclose(got, np.where(ok, probs.sum(axis=1), -9999.0), rtol=1e-5)
+
+
+def test_softmax_probabilities_topk_and_threshold_richness(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B, "softmax")
+    paths = {k: str(tmp_path / f"{k}.tif") for k in ("richness", "topk", "probabilities")}
+    with pytest.raises(InputDataError, match="softmax.*THRESHOLD"):
+        engine.predict(model, climate, extent=EXTENT, cell_size=1000, output_richness=paths["richness"])
+    assert not any(f.endswith(".tif") for f in os.listdir(tmp_path))
+    engine.predict(
+        model,
+        climate,
+        extent=EXTENT,
+        cell_size=1000,
+        top_k=5,
+        threshold=0.2,
+        output_richness=paths["richness"],
+        output_topk=paths["topk"],
+        output_probabilities=paths["probabilities"],
+    )
+    probs, valid, (_, _, width, height) = expected_point_probs(climate, EXTENT, 1000, "softmax")
+    check_outputs(paths, probs, valid, width, height, top_k=5, threshold=0.2)
+    assert set(np.unique(read(paths["richness"])[0])) - {-9999.0} <= {0.0, 1.0, 2.0, 3.0, 4.0}
+
+
+def test_topk_ties_follow_column_order(tmp_path, climate):
+    """Species with identical weights tie everywhere: the one listed first in the card wins."""
+    w = np.array([[0.5, 0.2, 0.5, 0.2, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0]], np.float32)
+    b = np.array([0.0, 1.0, 0.0, 1.0, 0.0], np.float32)
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], w, b, species_ids=[9, 8, 7, 6, 5])
+    out = str(tmp_path / "t.tif")
+    engine.predict(model, climate, extent=EXTENT, cell_size=1000, top_k=5, output_topk=out)
+    data = read(out)[0].reshape(5, -1).T
+    rows = data[data[:, 0] != -1]
+    assert len(rows)
+    for row in rows:  # two tie groups {9, 7, 5} and {8, 6}: each in card order
+        assert [s for s in row if s in (9, 7, 5)] == [9, 7, 5]
+        assert [s for s in row if s in (8, 6)] == [8, 6]
+    probs, valid, (_, _, width, height) = expected_point_probs(climate, EXTENT, 1000, "sigmoid")
+    z = np.stack([lookup(p, *centres(*snapped(EXTENT, 1000), 1000), "EPSG:3035") for p in climate], axis=1)
+    z = (z * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
+    expected_probs = activate(z @ w.astype(np.float64) + b, "sigmoid")
+    check_outputs({"topk": out}, expected_probs, valid, width, height, top_k=5, ids=[9, 8, 7, 6, 5])
+
+
+def test_cube_input_from_band_descriptions(tmp_path):
+    """A [2, 3] cube whose six variables are bands of one raster, found by description."""
+    names = [f"q{i}m{j}" for i in range(2) for j in range(3)]
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 50, size=(6, 30, 30)).astype(np.float32)
+    data[2, 10:12, 10:14] = np.nan  # NaN nodata
+    raster = write_raster(
+        tmp_path / "cube.tif",
+        data,
+        "EPSG:3035",
+        from_origin(4_000_000.0, 3_000_000.0, 100.0, 100.0),
+        nodata=float("nan"),
+        descriptions=names,
+    )
+    spec = {"name": "cube", "kind": "cube", "shape": [2, 3], "variables": names, "mean": [5.0, 10.0]}
+    w = rng.normal(size=(6, 5)).astype(np.float32) * 0.1
+    model = make_model(tmp_path / "m.onnx", [spec], w, np.zeros(5))
+    extent = (4_000_150.0, 2_997_150.0, 4_002_250.0, 2_999_850.0)
+    out = str(tmp_path / "p.tif")
+    engine.predict(model, [raster], extent=extent, cell_size=200, output_probabilities=out, block_cells=13)
+    left, top, width, height = snapped(extent, 200)
+    xs, ys = centres(left, top, width, height, 200)
+    x = np.stack([lookup(raster, xs, ys, "EPSG:3035", band=b) for b in range(1, 7)], axis=1)
+    x = x.reshape(-1, 2, 3) - np.array([5.0, 10.0])[None, :, None]  # mean per first cube axis
+    valid = ~np.isnan(x).reshape(len(x), -1).any(axis=1)
+    assert 0 < valid.sum() < len(valid)
+    probs = activate(x.reshape(len(x), 6) @ w.astype(np.float64), "sigmoid")
+    check_outputs({"probabilities": out}, probs, valid, width, height, top_k=0)
+
+
+def test_patch_input_from_utm_raster(tmp_path):
+    """4 x 4 patches of 10 m pixels cut from a two-band UTM raster, grid in the same UTM zone."""
+    rng = np.random.default_rng(5)
+    red = rng.integers(0, 3000, size=(120, 150)).astype(np.uint16)
+    nir = rng.integers(0, 3000, size=(120, 150)).astype(np.uint16)
+    red[40:44, 60:62] = 0  # nodata
+    origin = (574_000.0, 4_830_000.0)
+    t = from_origin(*origin, 10.0, 10.0)
+    paths = [
+        write_raster(tmp_path / "red.tif", red, "EPSG:32631", t, nodata=0),
+        write_raster(tmp_path / "nir.tif", nir, "EPSG:32631", t, nodata=0),
+    ]
+    spec = {
+        "name": "s2",
+        "kind": "patch",
+        "bands": ["red", "nir"],
+        "size": 4,
+        "pixel_size_m": 10,
+        "scale": 0.0001,
+        "mean": [0.1, 0.2],
+    }
+    w = rng.normal(size=(32, 5)).astype(np.float32)
+    model = make_model(tmp_path / "m.onnx", [spec], w, np.zeros(5))
+    extent = (574_110.0, 4_829_010.0, 575_290.0, 4_829_890.0)
+    out = {k: str(tmp_path / f"{k}_out.tif") for k in ("richness", "probabilities")}
+    engine.predict(
+        model,
+        paths,
+        extent=extent,
+        crs="EPSG:32631",
+        cell_size=100,
+        output_richness=out["richness"],
+        output_probabilities=out["probabilities"],
+        block_cells=17,
+    )
+    left, top, width, height = snapped(extent, 100)
+    arrays = np.stack([red, nir]).astype(np.float64)
+    arrays[arrays == 0] = np.nan
+    feats, valid = [], []
+    for y in top - (np.arange(height) + 0.5) * 100:
+        for x in left + (np.arange(width) + 0.5) * 100:
+            c0 = int(round((x - 20 - origin[0]) / 10))  # patch's west edge is 2 pixels west of the centre
+            r0 = int(round((origin[1] - (y + 20)) / 10))
+            patch = arrays[:, r0 : r0 + 4, c0 : c0 + 4]
+            valid.append(not np.isnan(patch).any())
+            patch = patch * 0.0001 - np.array([0.1, 0.2])[:, None, None]
+            feats.append(patch.ravel())
+    valid = np.array(valid)
+    assert 0 < valid.sum() < len(valid)
+    probs = activate(np.array(feats) @ w.astype(np.float64), "sigmoid")
+    check_outputs(out, probs, valid, width, height, top_k=0)
+
+
+def test_predict_points(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    lon = np.array([3.61, 3.70, 3.68, 3.72, 10.0])
+    lat = np.array([43.56, 43.575, 43.61, 43.60, 50.0])
+    got = engine.predict_points(model, climate, lon, lat, "EPSG:4326")
+    x = np.stack([lookup(p, lon, lat, "EPSG:4326") for p in climate], axis=1)
+    z = (x * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
+    expected = activate(z @ W.astype(np.float64) + B, "sigmoid")
+    assert got.dtype == np.float32 and got.shape == (5, 5)
+    assert np.isnan(got[-1]).all() and np.isfinite(got[:-1]).all()
+    np.testing.assert_allclose(got[:-1], expected[:-1], rtol=1e-5)
+
+
+def test_postprocess_graph_matches_onnx_helper():
+    """The hand-encoded protobuf is a valid ONNX model equal to the onnx.helper construction."""
+    data = postprocess_graph(
+        6, "sigmoid", columns=[5, 0, 2], species_ids=[50, 0, 20], top_k=2, richness=True, threshold=0.5
+    )
+    model = onnx.load_from_string(data)
+    onnx.checker.check_model(model, full_check=True)
+    nodes = [
+        helper.make_node("Sigmoid", ["raw"], ["p"], name="activation"),
+        helper.make_node("Gather", ["p", "columns"], ["ps"], name="subset", axis=1),
+        helper.make_node("GreaterOrEqual", ["ps", "threshold"], ["present"], name="present"),
+        helper.make_node("Cast", ["present"], ["present_f"], name="present_f", to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["present_f", "sum_axes"], ["richness"], name="richness", keepdims=0),
+        helper.make_node(
+            "TopK", ["ps", "k"], ["top_values", "top_columns"], name="topk", axis=-1, largest=1, sorted=1
+        ),
+        helper.make_node("Gather", ["ids", "top_columns"], ["topk"], name="topk_ids", axis=0),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([5, 0, 2], np.int64), "columns"),
+        numpy_helper.from_array(np.array([1], np.int64), "sum_axes"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "threshold"),
+        numpy_helper.from_array(np.array([2], np.int64), "k"),
+        numpy_helper.from_array(np.array([50, 0, 20], np.int32), "ids"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "geoplant_postprocess",
+        [helper.make_tensor_value_info("raw", TensorProto.FLOAT, ["N", 6])],
+        [
+            helper.make_tensor_value_info("richness", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info("topk", TensorProto.INT32, ["N", 2]),
+        ],
+        inits,
+    )
+    assert model.graph == graph
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 13)]
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+def test_model_without_card(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    proto = onnx.load(model)
+    del proto.metadata_props[:]
+    onnx.save(proto, model)
+    with pytest.raises(ModelCardError, match="has no 'geoplant' card"):
+        engine.predict(model, climate, extent=EXTENT, output_richness=str(tmp_path / "r.tif"))
+    assert not (tmp_path / "r.tif").exists()
+
+
+def test_card_not_matching_graph(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B, species_ids=[1, 2, 3, 4, 5])
+    proto = onnx.load(model)
+    embed_model_card(
+        proto,
+        {
+            "format": "geoplant-onnx/1",
+            "species": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+            "output": {"name": "logits", "activation": "sigmoid"},
+            "inputs": [POINT_INPUT],
+        },
+    )
+    onnx.save(proto, model)
+    with pytest.raises(ModelCardError, match="does not match its graph.*5 columns.*2 species"):
+        engine.predict(model, climate, extent=EXTENT, output_richness=str(tmp_path / "r.tif"))
+
+
+def test_missing_variables_listed(tmp_path, climate):
+    spec = dict(POINT_INPUT, variables=["bio1", "bio12", "slope"], mean=[0], std=[1])
+    model = make_model(tmp_path / "m.onnx", [spec], np.zeros((3, 5)), np.zeros(5))
+    with pytest.raises(InputDataError, match=r"2 variable\(s\) not found.*bio12, slope.*bio1\.tif"):
+        engine.predict(model, climate, extent=EXTENT, output_richness=str(tmp_path / "r.tif"))
+    assert not (tmp_path / "r.tif").exists()
+
+
+def test_extent_outside_rasters(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    far = (4_500_000.0, 3_000_000.0, 4_510_000.0, 3_010_000.0)
+    with pytest.raises(InputDataError, match="does not overlap the raster of variable 'bio1' \\(bio1.tif\\)"):
+        engine.predict(model, climate, extent=far, cell_size=1000, output_richness=str(tmp_path / "r.tif"))
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "src"]
+
+
+def test_geographic_grid_crs_refused(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    with pytest.raises(InputDataError, match="not projected"):
+        engine.predict(
+            model,
+            climate,
+            extent=(3.6, 43.5, 3.7, 43.6),
+            crs="EPSG:4326",
+            output_richness=str(tmp_path / "r.tif"),
+        )
+
+
+def test_zero_valid_cells(tmp_path, climate):
+    """The extent lies entirely in the bio1 nodata hole: clear error, nothing written."""
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    (x,), (y,) = warp_transform("EPSG:4326", "EPSG:3035", [3.5003 + 0.01 * 15], [43.9007 - 0.01 * 32])
+    extent = (x - 120, y - 120, x + 120, y + 120)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputDataError, match="No cell of the grid has data"):
+        engine.predict(
+            model,
+            climate,
+            extent=extent,
+            cell_size=100,
+            output_richness=str(out / "r.tif"),
+            output_topk=str(out / "t.tif"),
+        )
+    assert os.listdir(out) == []
+
+
+class CancelAfter(Progress):
+    def __init__(self, blocks):
+        self.blocks, self.calls = blocks, 0
+
+    def set_progress(self, percent):
+        self.calls += 1
+
+    def is_cancelled(self):
+        return self.calls >= self.blocks
+
+
+def test_cancel_mid_run_leaves_nothing(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t.tif").write_bytes(b"previous")  # an older output under the same name stays as it was
+    progress = CancelAfter(3)
+    with pytest.raises(CancelledError):
+        engine.predict(
+            model,
+            climate,
+            extent=EXTENT,
+            cell_size=1000,
+            output_richness=str(out / "r.tif"),
+            output_topk=str(out / "t.tif"),
+            block_cells=5,
+            progress=progress,
+        )
+    assert progress.calls == 3
+    assert sorted(os.listdir(out)) == ["t.tif"] and (out / "t.tif").read_bytes() == b"previous"
+
+
+def test_disk_space_refused_up_front(tmp_path, climate, monkeypatch):
+    from geoplant_qgis.core import geotiff
+
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(geotiff.shutil, "disk_usage", lambda folder: Usage())
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OutputError, match=r"Not enough disk space.*need up to .*KB.*1000 bytes are free"):
+        engine.predict(model, climate, extent=EXTENT, cell_size=1000, output_topk=str(out / "t.tif"))
+    assert os.listdir(out) == []
+
+
+def test_band_limit_refused_up_front(tmp_path, climate):
+    n = 65_536
+    ids = list(range(n))
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], np.zeros((2, n)), np.zeros(n), species_ids=ids)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OutputError, match="65,536 bands, more than the 65,535"):
+        engine.predict(model, climate, extent=EXTENT, cell_size=1000, output_probabilities=str(out / "p.tif"))
+    assert os.listdir(out) == []
+
+
+def test_parameter_refusals(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    r = str(tmp_path / "r.tif")
+    with pytest.raises(OutputError, match="No output requested"):
+        engine.predict(model, climate, extent=EXTENT)
+    with pytest.raises(InputDataError, match="EXTENT or an AREA"):
+        engine.predict(model, climate, output_richness=r)
+    with pytest.raises(InputDataError, match="TOP_K is 0"):
+        engine.predict(model, climate, extent=EXTENT, top_k=0, output_topk=r)
+    with pytest.raises(InputDataError, match="THRESHOLD must be a probability"):
+        engine.predict(model, climate, extent=EXTENT, threshold=1.5, output_richness=r)
+    with pytest.raises(ModelCardError, match="Unknown species: 999"):
+        engine.predict(model, climate, extent=EXTENT, species="10,999", output_richness=r)
+    with pytest.raises(OutputError, match="same file name"):
+        engine.predict(model, climate, extent=EXTENT, output_richness=r, output_topk=r)
