@@ -1,0 +1,117 @@
+"""Environmental-values CSVs: values of rasters extracted at surveys (GeoPlant shape).
+
+``surveyId`` then one column per variable (``Bio1`` .. ``Bio19``, ``Soilgrid-*``,
+``LandCover-*``, ``Elevation``, ``HumanFootprint-*`` ...); missing values are empty
+fields. Reading turns text in a numeric column into NaN and reports it (count and
+examples); writing uses a temporary name in the destination folder, renamed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputDataError, OutputError
+from ..progress import as_progress
+from .layout import temporary_sibling
+from .observations import EMPTY_TOKENS
+
+ID_COLUMN = "surveyId"
+_MAX_EXAMPLES = 5
+
+
+def read_env_values(path, progress=None) -> pd.DataFrame:
+    """The file as float64 columns indexed by ``surveyId`` (int64), in file order.
+
+    Non-numeric text becomes NaN and is reported through ``progress.warning``; rows
+    without a whole-number surveyId are skipped and reported; duplicated surveyIds keep
+    their first row (reported).
+    """
+    progress = as_progress(progress)
+    name = os.path.basename(os.fspath(path))
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True)
+    except FileNotFoundError:
+        raise InputDataError(f"Environmental values file not found: {path}") from None
+    except pd.errors.EmptyDataError:
+        raise InputDataError(f"{name} is empty.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputDataError(f"{name} is not a readable CSV file: {error}") from None
+    raw.columns = [c.strip() for c in raw.columns]
+    if ID_COLUMN not in raw.columns:
+        raise InputDataError(
+            f"{name} lacks the surveyId column (found: {', '.join(raw.columns)}); an environmental "
+            "values file has surveyId then one column per variable."
+        )
+    lines = np.arange(2, len(raw) + 2)
+    ids_text = raw[ID_COLUMN].str.strip()
+    ids = pd.to_numeric(ids_text.where(~ids_text.isin(EMPTY_TOKENS)), errors="coerce").to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        good_id = np.isfinite(ids) & (ids == np.round(ids)) & (ids >= 0)
+    if not good_id.all():
+        bad = np.flatnonzero(~good_id)
+        examples = "; ".join(
+            f"line {lines[i]}: surveyId {raw[ID_COLUMN].iloc[i]!r}" for i in bad[:_MAX_EXAMPLES]
+        )
+        progress.warning(f"{name}: skipped {len(bad)} row(s) without a valid surveyId. Examples: {examples}")
+    values = {}
+    problems, examples = 0, []
+    for column in raw.columns:
+        if column == ID_COLUMN:
+            continue
+        text = raw[column].str.strip()
+        empty = text.isin(EMPTY_TOKENS).to_numpy()
+        numbers = pd.to_numeric(text.where(~empty), errors="coerce").to_numpy(np.float64)
+        bad = np.isnan(numbers) & ~empty & good_id
+        if bad.any():
+            problems += int(bad.sum())
+            for i in np.flatnonzero(bad)[: _MAX_EXAMPLES - len(examples)]:
+                examples.append(f"line {lines[i]}: {column} is {raw[column].iloc[i]!r}")
+        values[column] = numbers[good_id]
+    if problems:
+        progress.warning(
+            f"{name}: {problems} value(s) are text, not numbers; read as empty. "
+            f"Examples: {'; '.join(examples)}"
+        )
+    frame = pd.DataFrame(values, index=pd.Index(ids[good_id].astype(np.int64), name=ID_COLUMN))
+    duplicated = frame.index.duplicated(keep="first")
+    if duplicated.any():
+        dupes = sorted(set(frame.index[duplicated].tolist()))
+        progress.warning(
+            f"{name}: {int(duplicated.sum())} repeated surveyId row(s) ignored (first row kept), e.g. "
+            + ", ".join(str(d) for d in dupes[:_MAX_EXAMPLES])
+        )
+        frame = frame[~duplicated]
+    return frame
+
+
+def write_env_values(path, frame: pd.DataFrame) -> str:
+    """Write ``frame`` (index or column ``surveyId``, then variables) as a GeoPlant CSV.
+
+    NaN is written as an empty field; numbers keep full precision. Written under a
+    temporary name in the destination folder and renamed at the end; returns the path.
+    """
+    if ID_COLUMN in frame.columns:
+        out = frame.set_index(ID_COLUMN)
+    else:
+        out = frame.copy()
+        out.index.name = ID_COLUMN
+    if out.index.hasnans:
+        raise OutputError("Every row of an environmental values file needs a surveyId.")
+    final = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(final)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
+    tmp = temporary_sibling(final)
+    try:
+        out.to_csv(tmp, na_rep="", index=True, index_label=ID_COLUMN)
+        os.replace(tmp, final)
+    except OSError as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OutputError(f"Cannot write {final}: {error.strerror or error}.") from None
+    return final
