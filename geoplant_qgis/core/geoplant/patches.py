@@ -278,3 +278,165 @@ def read_glc24_patch(rgb_path, nir_path, lon, lat) -> GeoPatch:
     data = np.concatenate([rgb, nir]).astype(np.int16)
     transform = glc24_transform(lon, lat, data.shape[2], data.shape[1])
     return GeoPatch(data, transform, CRS.from_string(GLC24_CRS), None)
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_patches` wrote."""
+
+    paths: list  # the GeoTIFFs, at <output>/CD/AB/<id>.tiff
+    vrt: str  # <output>/patches.vrt
+    survey_ids: list
+    missing: int = 0  # surveys of the metadata without a patch in the dataset
+    outside: int = 0  # patches left out by the extent / area
+
+
+def _centres_lonlat(patch: GeoPatch):
+    from rasterio.warp import transform as warp_transform
+
+    h, w = patch.data.shape[1:]
+    x, y = patch.transform * (w / 2.0, h / 2.0)
+    lons, lats = warp_transform(patch.crs, "EPSG:4326", [x], [y])
+    return lons[0], lats[0]
+
+
+def _inside(lon, lat, bounds, predicate) -> bool:
+    if bounds is not None:
+        lon_min, lat_min, lon_max, lat_max = bounds
+        if not (lon_min <= lon <= lon_max and lat_min <= lat <= lat_max):
+            return False
+    if predicate is not None:
+        return bool(np.asarray(predicate(np.array([lon]), np.array([lat])))[0])
+    return True
+
+
+def build_vrt(paths, vrt_path) -> str:
+    """A mosaic VRT of same-CRS 4-band patches, written under a temporary name then renamed."""
+    from osgeo import gdal
+
+    from .layout import temporary_sibling
+
+    final = os.path.abspath(os.fspath(vrt_path))
+    tmp = temporary_sibling(final)
+    used = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        vrt = gdal.BuildVRT(tmp, [os.fspath(p) for p in paths], srcNodata=-1, VRTNodata=-1)
+        if vrt is None:
+            raise RuntimeError(gdal.GetLastErrorMsg())
+        interpretations = (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_Undefined)
+        for band, name in enumerate(PATCH_BANDS, start=1):
+            vrt.GetRasterBand(band).SetDescription(name)
+            vrt.GetRasterBand(band).SetColorInterpretation(interpretations[band - 1])
+        vrt.FlushCache()
+        vrt = None
+        os.replace(tmp, final)
+    except Exception as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        from ..errors import OutputError
+
+        raise OutputError(f"Cannot build the mosaic {final}: {error}") from None
+    finally:
+        if not used:
+            gdal.DontUseExceptions()
+    return final
+
+
+def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=None, progress=None):
+    """Write every patch of a GeoPlant dataset folder as a georeferenced 4-band GeoTIFF.
+
+    Output: ``<output_folder>/CD/AB/<id>.tiff`` (GLC25 layout, EPSG:3035 stated, band
+    descriptions red, green, blue, nir) and ``<output_folder>/patches.vrt``. GLC24 JPEG
+    pairs need ``metadata`` (a PA/PO CSV) for the survey positions; GLC25 patches use it,
+    when given, to choose the surveys. ``bounds`` (lon/lat box) and ``predicate(lons,
+    lats) -> bool mask`` select the surveys by position. A failed or cancelled run
+    removes what it wrote. Returns an :class:`ExportResult`.
+    """
+    from ..progress import as_progress
+    from .layout import glc25_patch_relpath, write_glc25_patch
+    from .observations import survey_table
+
+    progress = as_progress(progress)
+    dataset = PatchDataset(folder)
+    progress.info(f"{dataset.folder}: {dataset.layout.upper()} patch layout.")
+    output_folder = os.path.abspath(os.fspath(output_folder))
+    if os.path.commonpath([dataset.folder, os.path.realpath(output_folder)]) == dataset.folder:
+        raise InputDataError("The output folder must not be inside the dataset folder.")
+    if metadata is not None:
+        table = survey_table(metadata, progress=_Scaled(progress, 0, 20), bounds=bounds)
+        attrs = table.attributes
+        candidates = list(
+            zip(attrs["surveyId"].tolist(), attrs["lon"].tolist(), attrs["lat"].tolist(), strict=True)
+        )
+    elif dataset.layout == GLC24:
+        raise InputDataError(
+            "GLC24 patches carry no georeferencing: give the metadata CSV with the survey positions."
+        )
+    else:
+        candidates = [(sid, None, None) for sid in dataset.survey_ids()]
+    written, ids = [], []
+    missing = outside = 0
+    try:
+        for i, (survey_id, lon, lat) in enumerate(candidates):
+            progress.check_cancelled()
+            if lon is not None and not _inside(lon, lat, None, predicate):
+                outside += 1
+                continue
+            if dataset.find(survey_id) is None:
+                missing += 1
+                continue
+            patch = dataset.read(survey_id, lon, lat)
+            if lon is None:
+                c_lon, c_lat = _centres_lonlat(patch)
+                if not _inside(c_lon, c_lat, bounds, predicate):
+                    outside += 1
+                    continue
+            target = os.path.join(output_folder, glc25_patch_relpath(survey_id))
+            written.append(write_glc25_patch(target, patch.data, patch.transform, patch.crs, nodata=-1))
+            ids.append(int(survey_id))
+            progress.set_progress(20 + 75 * (i + 1) / max(len(candidates), 1))
+        if missing:
+            progress.info(f"{missing} survey(s) of the metadata have no patch in {dataset.folder}.")
+        if outside:
+            progress.info(f"{outside} patch(es) outside the extent / area left out.")
+        if not written:
+            raise InputDataError(
+                "No patch to load: none of the surveys has a patch inside the extent / area."
+            )
+        progress.check_cancelled()
+        vrt = build_vrt(written, os.path.join(output_folder, "patches.vrt"))
+    except BaseException:
+        _remove_written(written, output_folder)
+        raise
+    progress.set_progress(100)
+    progress.info(f"{len(written)} patch(es) written to {output_folder}.")
+    return ExportResult(written, vrt, ids, missing, outside)
+
+
+def _remove_written(paths, output_folder):
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        folder = os.path.dirname(path)
+        while folder.startswith(output_folder) and folder != output_folder:
+            try:
+                os.rmdir(folder)  # only when empty
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
+
+
+class _Scaled:
+    """Progress of a sub-step mapped to ``start .. start + span`` percent."""
+
+    def __init__(self, progress, start, span):
+        self.progress, self.start, self.span = progress, start, span
+
+    def set_progress(self, percent):
+        self.progress.set_progress(self.start + self.span * percent / 100.0)
+
+    def __getattr__(self, name):
+        return getattr(self.progress, name)
