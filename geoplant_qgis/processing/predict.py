@@ -1,0 +1,313 @@
+"""``geoplant:predict``: a thin adapter from Processing parameters to ``core.engine.predict``.
+
+Layers become file paths, the AREA's features WKB geometries in the layer's CRS, the
+EXTENT a tuple and its CRS (all read here, in the algorithm's thread); core receives only
+plain data. Loaded results get a style: richness a continuous ramp, probabilities a 0-1
+ramp, top-K the QGIS style written next to it (species names as labels).
+"""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+    QgsProviderRegistry,
+    QgsRasterBandStats,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+)
+
+from ..core.bundled import default_model_path
+from ..core.progress import Progress
+from .base import GeoPlantAlgorithm
+
+OUTPUTS = (
+    ("OUTPUT_RICHNESS", "richness", "Richness (expected number of species)"),
+    ("OUTPUT_TOPK", "topk", "Top-K species"),
+    ("OUTPUT_PROBABILITIES", "probabilities", "Species probabilities"),
+)
+
+
+def _crs_text(crs) -> str | None:
+    """'EPSG:xxxx' when the CRS has an authority id, else its WKT; None when invalid."""
+    if crs is None or not crs.isValid():
+        return None
+    return crs.authid() or crs.toWkt()
+
+
+def raster_layer_path(layer) -> str:
+    """A raster layer's file (or GDAL dataset name) for core; refuses non-GDAL layers."""
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            f"The raster layer '{layer.name()}' is not a file GDAL can read (provider "
+            f"'{layer.providerType()}'); save it as a GeoTIFF first."
+        )
+    source = layer.source()
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    path = parts.get("path") or source
+    if parts.get("layerName") or parts.get("vsiPrefix"):
+        return source  # GDAL dataset names (GPKG rasters, /vsizip/...) are passed as they are
+    return path
+
+
+class _Style(QgsProcessingLayerPostProcessorInterface):
+    """Styles a loaded output raster (runs in the main thread after the algorithm)."""
+
+    def __init__(self, kind: str, qml: str | None = None):
+        super().__init__()
+        self.kind, self.qml = kind, qml
+
+    def postProcessLayer(self, layer, context, feedback):
+        if layer is None or not layer.isValid():
+            return
+        if self.kind == "topk":
+            if self.qml and os.path.exists(self.qml):
+                layer.loadNamedStyle(self.qml)
+        else:
+            if self.kind == "probabilities":
+                low, high, ramp_name = 0.0, 1.0, "Viridis"
+            else:
+                stats = layer.dataProvider().bandStatistics(
+                    1, QgsRasterBandStats.Min | QgsRasterBandStats.Max
+                )
+                low, high, ramp_name = stats.minimumValue, stats.maximumValue, "Viridis"
+                if not high > low:
+                    high = low + 1.0
+            ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
+            shader_function = QgsColorRampShader(low, high, ramp)
+            shader_function.classifyColorRamp(8, -1)
+            shader = QgsRasterShader()
+            shader.setRasterShaderFunction(shader_function)
+            renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+            renderer.setClassificationMin(low)
+            renderer.setClassificationMax(high)
+            layer.setRenderer(renderer)
+        layer.triggerRepaint()
+
+
+class PredictAlgorithm(GeoPlantAlgorithm):
+    ALGORITHM_ID = "predict"
+    DISPLAY_NAME = "Predict species distributions"
+    REQUIRES = ("onnxruntime",)
+    HELP = (
+        "Runs a GeoPlant ONNX model (with its geoplant-onnx/1 card) over every cell of a grid and "
+        "writes GeoTIFFs.\n\n"
+        "MODEL: the .onnx model (default: the bundled demo model). RASTERS: the rasters holding the "
+        "model's variables: a band whose description is the variable's name, or a one-band raster "
+        "named after it (case, '_', '-' and spaces ignored). MAPPING (optional) overrides: "
+        "'variable=path[#band]' pairs separated by ';', or a CSV file variable,path,band.\n\n"
+        "EXTENT or AREA (polygons: cells whose centre is outside are nodata). CRS and CELL_SIZE: "
+        "the grid, projected, in metres (default: the model card's grid, else EPSG:3035 and 100 m); "
+        "its origin is snapped to multiples of the cell size. A cell is nodata where any input "
+        "has no data.\n\n"
+        "Outputs (at least one): richness (float32, the sum of probabilities, or with THRESHOLD the "
+        "number of species with p >= THRESHOLD; softmax models need THRESHOLD), top-K (int32, K "
+        "bands of species ids by decreasing probability, ties in card order, with a CSV of names "
+        "and a QGIS style), probabilities (float32, one band per species). SPECIES (ids or names, "
+        "comma separated) restricts every output. Files appear under their names only when the "
+        "run succeeds."
+    )
+
+    def initAlgorithm(self, config=None):
+        default = default_model_path()
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL",
+                self.tr("Model (.onnx)"),
+                behavior=QgsProcessingParameterFile.File,
+                extension="onnx",
+                defaultValue=default,
+                optional=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "RASTERS", self.tr("Environmental rasters"), QgsProcessing.TypeRaster, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "MAPPING", self.tr("Variable mapping (variable=path[#band];... or CSV file)"), optional=True
+            )
+        )
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", self.tr("Extent"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "AREA", self.tr("Area (polygons)"), [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(QgsProcessingParameterCrs("CRS", self.tr("Grid CRS (projected)"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "CELL_SIZE",
+                self.tr("Cell size (metres)"),
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TOP_K",
+                self.tr("K most probable species (0 = none)"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=25,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "SPECIES", self.tr("Species (ids or names, comma separated)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "THRESHOLD",
+                self.tr("Presence threshold (richness counts p >= threshold)"),
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
+            )
+        )
+        for name, _, label in OUTPUTS:
+            self.addParameter(
+                QgsProcessingParameterRasterDestination(
+                    name, self.tr(label), optional=True, createByDefault=False
+                )
+            )
+        self.addOutput(QgsProcessingOutputNumber("CELLS", self.tr("Cells")))
+        self.addOutput(QgsProcessingOutputNumber("VALID_CELLS", self.tr("Valid cells")))
+        self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Seconds")))
+
+    @staticmethod
+    def _given(parameters, name) -> bool:
+        value = parameters.get(name)
+        return value is not None and not (isinstance(value, str) and not value.strip())
+
+    def run(self, parameters, context, feedback, progress=None, *rest):
+        # GeoPlantAlgorithm.run(parameters, context, feedback, progress) shadows the Python binding of
+        # QgsProcessingAlgorithm.run(parameters, context, feedback, configuration, catchExceptions),
+        # which processing.run() calls: hand those calls to QGIS (they end in processAlgorithm).
+        if not isinstance(progress, Progress):
+            extra = ([] if progress is None else [progress]) + list(rest)
+            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+        return self._predict(parameters, context, feedback, progress)
+
+    def _predict(self, parameters, context, feedback, progress):
+        from ..core.engine import predict
+
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        if not model:
+            raise QgsProcessingException("Choose a MODEL (.onnx file with a geoplant card).")
+        rasters = [
+            raster_layer_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)
+        ]
+        mapping = self.parameterAsString(parameters, "MAPPING", context) or None
+
+        extent = extent_crs = None
+        if self._given(parameters, "EXTENT"):
+            rect = self.parameterAsExtent(parameters, "EXTENT", context)
+            if not rect.isNull() and not rect.isEmpty():
+                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+                extent_crs = _crs_text(self.parameterAsExtentCrs(parameters, "EXTENT", context))
+        area = area_crs = None
+        if self._given(parameters, "AREA"):
+            source = self.parameterAsSource(parameters, "AREA", context)
+            if source is None:
+                raise QgsProcessingException("The AREA layer cannot be read.")
+            area = []
+            for feature in source.getFeatures():
+                if feedback is not None and feedback.isCanceled():
+                    break
+                geometry = feature.geometry()
+                if geometry is not None and not geometry.isEmpty():
+                    area.append(bytes(geometry.asWkb()))
+            if not area:
+                raise QgsProcessingException("The AREA layer has no polygon.")
+            area_crs = _crs_text(source.sourceCrs())
+        if extent is None and area is None:
+            raise QgsProcessingException("Give an EXTENT or an AREA to predict over.")
+
+        crs = (
+            _crs_text(self.parameterAsCrs(parameters, "CRS", context))
+            if self._given(parameters, "CRS")
+            else None
+        )
+        cell_size = (
+            self.parameterAsDouble(parameters, "CELL_SIZE", context)
+            if self._given(parameters, "CELL_SIZE")
+            else None
+        )
+        if cell_size is not None and cell_size <= 0:
+            raise QgsProcessingException("CELL_SIZE must be a positive number of metres.")
+        threshold = (
+            self.parameterAsDouble(parameters, "THRESHOLD", context)
+            if self._given(parameters, "THRESHOLD")
+            else None
+        )
+        top_k = self.parameterAsInt(parameters, "TOP_K", context)
+        species = self.parameterAsString(parameters, "SPECIES", context) or None
+
+        paths = {}
+        for name, key, _ in OUTPUTS:
+            if not self._given(parameters, name):
+                continue
+            path = self.parameterAsOutputLayer(parameters, name, context)
+            if not path:
+                continue
+            if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+                raise QgsProcessingException(f"{name} must be a GeoTIFF (.tif) file, not {path}.")
+            paths[key] = path
+        if not paths:
+            raise QgsProcessingException(
+                "No output requested: set at least one of OUTPUT_RICHNESS, OUTPUT_TOPK, OUTPUT_PROBABILITIES."
+            )
+
+        result = predict(
+            model,
+            rasters,
+            mapping=mapping,
+            extent=extent,
+            extent_crs=extent_crs,
+            area=area,
+            area_crs=area_crs,
+            crs=crs,
+            cell_size=cell_size,
+            top_k=top_k,
+            species=species,
+            threshold=threshold,
+            output_richness=paths.get("richness"),
+            output_topk=paths.get("topk"),
+            output_probabilities=paths.get("probabilities"),
+            progress=progress,
+        )
+
+        self._styles = []  # kept alive until QGIS has loaded the layers
+        outputs = {"CELLS": result.cells, "VALID_CELLS": result.valid_cells, "SECONDS": result.seconds}
+        for name, key, label in OUTPUTS:
+            path = result.outputs.get(key)
+            outputs[name] = path
+            if path and context.willLoadLayerOnCompletion(path):
+                qml = os.path.splitext(path)[0] + ".qml" if key == "topk" else None
+                style = _Style(key, qml)
+                self._styles.append(style)
+                details = context.layerToLoadOnCompletionDetails(path)
+                details.name = label
+                details.setPostProcessor(style)
+        return outputs
