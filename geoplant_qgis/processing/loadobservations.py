@@ -1,0 +1,323 @@
+"""geoplant:loadobservations -- a GeoPlant PA/PO metadata CSV as a point layer."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsPoint,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterVectorDestination,
+    QgsVectorFileWriter,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core.errors import OutputError
+from ..core.geoplant.observations import ReadStats, read_observations, survey_table
+from ..core.progress import Progress
+from .base import GeoPlantAlgorithm
+from .styles import apply_on_load, dispatch_qgis_run, style_survey_points
+
+WGS84 = "EPSG:4326"
+_BATCH = 5_000
+
+
+class _Scaled:
+    def __init__(self, progress, start, span):
+        self.progress, self.start, self.span = progress, start, span
+
+    def set_progress(self, percent):
+        self.progress.set_progress(self.start + self.span * percent / 100.0)
+
+    def __getattr__(self, name):
+        return getattr(self.progress, name)
+
+
+def area_filter(alg, parameters, context):
+    """(lon/lat bounds or None, predicate(lons, lats) -> list[bool] or None) from EXTENT / AREA."""
+    wgs84 = QgsCoordinateReferenceSystem(WGS84)
+    bounds = None
+    if parameters.get("EXTENT") not in (None, ""):
+        extent = alg.parameterAsExtent(parameters, "EXTENT", context, wgs84)
+        if not extent.isNull() and not extent.isEmpty():
+            bounds = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+    predicate = None
+    if parameters.get("AREA") not in (None, ""):
+        source = alg.parameterAsSource(parameters, "AREA", context)
+        if source is not None:
+            transform = QgsCoordinateTransform(source.sourceCrs(), wgs84, context.transformContext())
+            parts = []
+            for feature in source.getFeatures():
+                geometry = QgsGeometry(feature.geometry())
+                if geometry.isEmpty():
+                    continue
+                geometry.transform(transform)
+                parts.append(geometry)
+            if not parts:
+                raise QgsProcessingException("The AREA layer has no polygon.")
+            area = QgsGeometry.unaryUnion(parts)
+            box = area.boundingBox()
+            area_bounds = (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
+            if bounds is None:
+                bounds = area_bounds
+            else:
+                bounds = (
+                    max(bounds[0], area_bounds[0]),
+                    max(bounds[1], area_bounds[1]),
+                    min(bounds[2], area_bounds[2]),
+                    min(bounds[3], area_bounds[3]),
+                )
+                if bounds[0] > bounds[2] or bounds[1] > bounds[3]:
+                    raise QgsProcessingException("EXTENT and AREA do not overlap.")
+            engine = QgsGeometry.createGeometryEngine(area.constGet())
+            engine.prepareGeometry()
+
+            def predicate(lons, lats):
+                return [
+                    engine.intersects(QgsPoint(float(x), float(y))) for x, y in zip(lons, lats, strict=True)
+                ]
+
+    return bounds, predicate
+
+
+class VectorFileOutput:
+    """A vector file written under a temporary name in the destination folder, renamed at the end."""
+
+    def __init__(self, path, fields, context, crs=WGS84):
+        self.path = os.path.abspath(path)
+        folder, name = os.path.split(self.path)
+        self.stem, self.ext = os.path.splitext(name)
+        self.folder = folder
+        self.tmp_stem = f".{self.stem}.part-{uuid.uuid4().hex[:8]}"
+        os.makedirs(folder, exist_ok=True)
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = QgsVectorFileWriter.driverForExtension(self.ext) or "GPKG"
+        options.layerName = self.stem
+        options.fileEncoding = "UTF-8"
+        self.tmp_path = os.path.join(folder, self.tmp_stem + self.ext)
+        self.writer = QgsVectorFileWriter.create(
+            self.tmp_path,
+            fields,
+            QgsWkbTypes.Point,
+            QgsCoordinateReferenceSystem(crs),
+            context.transformContext(),
+            options,
+        )
+        if self.writer.hasError() != QgsVectorFileWriter.NoError:
+            message = self.writer.errorMessage()
+            self.discard()
+            raise OutputError(f"Cannot create {self.path}: {message}")
+
+    def add(self, features):
+        if features and not self.writer.addFeatures(features):
+            raise OutputError(f"Cannot write to {self.path}: {self.writer.errorMessage()}")
+
+    def _tmp_files(self):
+        prefix = self.tmp_stem + "."
+        return [n for n in os.listdir(self.folder) if n.startswith(prefix)]
+
+    def commit(self):
+        del self.writer
+        self.writer = None
+        for name in self._tmp_files():
+            final = os.path.join(self.folder, self.stem + name[len(self.tmp_stem) :])
+            os.replace(os.path.join(self.folder, name), final)
+        return self.path
+
+    def discard(self):
+        self.writer = None
+        for name in self._tmp_files():
+            try:
+                os.remove(os.path.join(self.folder, name))
+            except OSError:
+                pass
+
+
+def _value(v):
+    if v is None:
+        return None
+    try:
+        if v != v:  # NaN, pandas NA raises TypeError
+            return None
+    except TypeError:
+        return None
+    if isinstance(v, float) and math.isinf(v):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def survey_fields() -> QgsFields:
+    fields = QgsFields()
+    fields.append(QgsField("surveyId", QVariant.LongLong))
+    fields.append(QgsField("year", QVariant.Int))
+    fields.append(QgsField("country", QVariant.String))
+    fields.append(QgsField("region", QVariant.String))
+    fields.append(QgsField("geoUncertaintyInM", QVariant.Double))
+    fields.append(QgsField("areaInM2", QVariant.Double))
+    fields.append(QgsField("speciesIds", QVariant.String))
+    fields.append(QgsField("richness", QVariant.Int))
+    return fields
+
+
+def row_fields() -> QgsFields:
+    fields = QgsFields()
+    fields.append(QgsField("surveyId", QVariant.LongLong))
+    fields.append(QgsField("speciesId", QVariant.LongLong))
+    fields.append(QgsField("year", QVariant.Int))
+    fields.append(QgsField("country", QVariant.String))
+    fields.append(QgsField("region", QVariant.String))
+    fields.append(QgsField("geoUncertaintyInM", QVariant.Double))
+    fields.append(QgsField("areaInM2", QVariant.Double))
+    return fields
+
+
+def _point_feature(fields, lon, lat, attributes):
+    feature = QgsFeature(fields)
+    feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(lon), float(lat))))
+    feature.setAttributes([_value(a) for a in attributes])
+    return feature
+
+
+class LoadObservationsAlgorithm(GeoPlantAlgorithm):
+    ALGORITHM_ID = "loadobservations"
+    DISPLAY_NAME = "Load GeoPlant observations"
+    HELP = (
+        "Loads a GeoPlant / GeoLifeCLEF presence-absence or presence-only metadata CSV "
+        "(lon, lat, year, geoUncertaintyInM, areaInM2, region, country, speciesId, surveyId) "
+        "as points in EPSG:4326. AGGREGATE (default) makes one point per survey with its "
+        "speciesIds (space separated) and richness (number of distinct species); otherwise one "
+        "point per row. EXTENT / AREA keep the observations inside. The file is streamed; "
+        "malformed rows are skipped and reported in the log with a count and examples; "
+        "areaInM2 written as -inf (unknown) is loaded as empty."
+    )
+    REQUIRES = ("pandas",)
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "INPUT", self.tr("Observations CSV (PA / PO metadata)"), extension="csv"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean("AGGREGATE", self.tr("One point per survey"), defaultValue=True)
+        )
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", self.tr("Extent"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "AREA", self.tr("Area (polygons)"), [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                "OUTPUT", self.tr("Observations"), QgsProcessing.TypeVectorPoint
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("COUNT", self.tr("Points written")))
+        self.addOutput(QgsProcessingOutputNumber("MALFORMED", self.tr("Malformed rows skipped")))
+
+    def run(self, parameters, context, feedback, progress=None, *rest):
+        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
+            return dispatch_qgis_run(self, parameters, context, feedback, progress, *rest)
+        path = self.parameterAsFile(parameters, "INPUT", context)
+        aggregate = self.parameterAsBoolean(parameters, "AGGREGATE", context)
+        destination = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        bounds, predicate = area_filter(self, parameters, context)
+        stats = ReadStats()
+        fields = survey_fields() if aggregate else row_fields()
+        if aggregate:
+            table = survey_table(path, progress=_Scaled(progress, 0, 80), bounds=bounds, stats=stats)
+            output = VectorFileOutput(destination, fields, context)
+            count = 0
+            try:
+                attrs = table.attributes
+                keep = None
+                if predicate is not None and len(attrs):
+                    keep = predicate(attrs["lon"].tolist(), attrs["lat"].tolist())
+                n = len(table)
+                richness = table.richness
+                for start in range(0, n, _BATCH):
+                    progress.check_cancelled()
+                    stop = min(start + _BATCH, n)
+                    species = table.species_strings(start, stop)
+                    block = attrs.iloc[start:stop]
+                    features = []
+                    for j, row in enumerate(block.itertuples(index=False)):
+                        if keep is not None and not keep[start + j]:
+                            continue
+                        features.append(
+                            _point_feature(
+                                fields,
+                                row.lon,
+                                row.lat,
+                                [
+                                    row.surveyId,
+                                    row.year,
+                                    row.country,
+                                    row.region,
+                                    row.geoUncertaintyInM,
+                                    row.areaInM2,
+                                    species[j],
+                                    int(richness[start + j]),
+                                ],
+                            )
+                        )
+                    output.add(features)
+                    count += len(features)
+                    progress.set_progress(80 + 20 * stop / max(n, 1))
+                final = output.commit()
+            except BaseException:
+                output.discard()
+                raise
+        else:
+            output = VectorFileOutput(destination, fields, context)
+            count = 0
+            try:
+                for frame in read_observations(
+                    path, progress=_Scaled(progress, 0, 100), bounds=bounds, stats=stats
+                ):
+                    keep = predicate(frame["lon"].tolist(), frame["lat"].tolist()) if predicate else None
+                    features = []
+                    for j, row in enumerate(frame.itertuples(index=False)):
+                        if keep is not None and not keep[j]:
+                            continue
+                        features.append(
+                            _point_feature(
+                                fields,
+                                row.lon,
+                                row.lat,
+                                [
+                                    row.surveyId,
+                                    row.speciesId,
+                                    row.year,
+                                    row.country,
+                                    row.region,
+                                    row.geoUncertaintyInM,
+                                    row.areaInM2,
+                                ],
+                            )
+                        )
+                    output.add(features)
+                    count += len(features)
+                final = output.commit()
+            except BaseException:
+                output.discard()
+                raise
+        progress.info(f"{count} point(s) written to {final} ({stats.malformed} malformed row(s) skipped).")
+        apply_on_load(context, final, style_survey_points)
+        return {"OUTPUT": final, "COUNT": count, "MALFORMED": stats.malformed}
