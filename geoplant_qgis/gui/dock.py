@@ -167,6 +167,8 @@ class GeoPlantDock(QgsDockWidget):
         layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setMinimumWidth(360)
         scroll.setWidget(body)
         self.setWidget(scroll)
 
@@ -252,26 +254,29 @@ class GeoPlantDock(QgsDockWidget):
         layout.addWidget(self.rectangle_button, 0, 0)
         layout.addWidget(self.polygon_button, 0, 1)
         layout.addWidget(self.canvas_extent_button, 0, 2)
-        layout.addWidget(self.clear_area_button, 0, 3)
         self.extent_layer_combo = QgsMapLayerComboBox()
         self.extent_layer_combo.setFilters(QgsMapLayerProxyModel.All)
         self.layer_extent_button = QPushButton("Layer extent")
         self.layer_extent_button.clicked.connect(
             lambda: self.use_layer_extent(self.extent_layer_combo.currentLayer())
         )
-        layout.addWidget(self.extent_layer_combo, 1, 0, 1, 3)
-        layout.addWidget(self.layer_extent_button, 1, 3)
+        layout.addWidget(self.extent_layer_combo, 1, 0, 1, 2)
+        layout.addWidget(self.layer_extent_button, 1, 2)
         self.selection_layer_combo = QgsMapLayerComboBox()
         self.selection_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.selection_button = QPushButton("Selected features")
         self.selection_button.clicked.connect(
             lambda: self.use_selected_features(self.selection_layer_combo.currentLayer())
         )
-        layout.addWidget(self.selection_layer_combo, 2, 0, 1, 3)
-        layout.addWidget(self.selection_button, 2, 3)
+        layout.addWidget(self.selection_layer_combo, 2, 0, 1, 2)
+        layout.addWidget(self.selection_button, 2, 2)
         self.area_label = QLabel("No area chosen.")
         self.area_label.setWordWrap(True)
-        layout.addWidget(self.area_label, 3, 0, 1, 4)
+        layout.addWidget(self.area_label, 3, 0, 1, 2)
+        layout.addWidget(self.clear_area_button, 3, 2)
+        for combo in (self.extent_layer_combo, self.selection_layer_combo):
+            combo.setMinimumContentsLength(8)
+            combo.setSizeAdjustPolicy(combo.AdjustToMinimumContentsLengthWithIcon)
         return box
 
     def _build_grid(self):
@@ -507,6 +512,8 @@ class GeoPlantDock(QgsDockWidget):
             layer_combo = QgsMapLayerComboBox()
             layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
             layer_combo.setAllowEmptyLayer(True)
+            layer_combo.setMinimumContentsLength(6)
+            layer_combo.setSizeAdjustPolicy(layer_combo.AdjustToMinimumContentsLengthWithIcon)
             layer_combo.setLayer(None)
             band_combo = QgsRasterBandComboBox()
             layer_combo.layerChanged.connect(band_combo.setLayer)
@@ -704,9 +711,11 @@ class GeoPlantDock(QgsDockWidget):
         self.area_crs = QgsCoordinateReferenceSystem(crs)
         self.area_is_polygon = bool(polygon)
         box = geometry.boundingBox()
+        digits = 4 if self.area_crs.isGeographic() else 0
         self.area_text = (
-            f"{description}: {box.xMinimum():.6g}, {box.yMinimum():.6g} – {box.xMaximum():.6g}, "
-            f"{box.yMaximum():.6g} ({self.area_crs.authid() or self.area_crs.description()})"
+            f"{description}\nx {box.xMinimum():,.{digits}f} – {box.xMaximum():,.{digits}f}, "
+            f"y {box.yMinimum():,.{digits}f} – {box.yMaximum():,.{digits}f} "
+            f"({self.area_crs.authid() or self.area_crs.description()})"
         )
         self.area_label.setText(self.area_text)
         if self.area_display is not None:
@@ -800,20 +809,22 @@ class GeoPlantDock(QgsDockWidget):
         folder = self.folder_widget.filePath()
         free = shutil.disk_usage(folder).free if folder and os.path.isdir(folder) else None
         top_k = self.topk_spin.value() if self.topk_check.isChecked() else 0
+        # probability maps of some species take a pass of their own (see split_passes)
+        passes = 2 if self.selected_species() and (self.richness_check.isChecked() or top_k) else 1
         result = estimate.estimate_run(
             width,
             height,
             richness=self.richness_check.isChecked(),
             top_k=top_k,
             probabilities=len(self.selected_species()),
-            seconds_per_cell=self.seconds_per_cell,
+            seconds_per_cell=None if self.seconds_per_cell is None else self.seconds_per_cell * passes,
             free_bytes=free,
         )
         self.last_estimate = result
         self.estimate_label.setText(
-            f"{result.width:,} × {result.height:,} = {result.cells:,} cells; "
-            f"outputs up to {estimate.format_bytes(result.bytes)}; "
-            f"about {estimate.format_duration(result.seconds)}"
+            f"{result.width:,} × {result.height:,} = {result.cells:,} cells<br>"
+            f"outputs up to {estimate.format_bytes(result.bytes)} on disk<br>"
+            f"expected time: {estimate.format_duration(result.seconds)}"
         )
         self.estimate_warning.setText("\n".join(result.warnings))
         return result
@@ -942,11 +953,25 @@ class GeoPlantDock(QgsDockWidget):
             params["OUTPUT_TOPK"] = outputs[results.TOPK]
         species = self.selected_species()
         if species:
-            params["SPECIES"] = ",".join(str(s) for s in species)
             outputs[results.PROBABILITIES] = os.path.join(folder, f"{self.run_name}_probabilities.tif")
-            params["OUTPUT_PROBABILITIES"] = outputs[results.PROBABILITIES]
         self.run_outputs = outputs
-        return params
+        return self.split_passes(params, species, outputs.get(results.PROBABILITIES))
+
+    @staticmethod
+    def split_passes(params, species, probabilities_path):
+        """The algorithm's SPECIES restricts every output, so probability maps of some species
+        come from a pass of their own; richness and top-K always cover every species."""
+        if not species:
+            return [params]
+        extra = dict(
+            params, SPECIES=",".join(str(s) for s in species), OUTPUT_PROBABILITIES=probabilities_path
+        )
+        extra["TOP_K"] = 0
+        for key in ("OUTPUT_RICHNESS", "OUTPUT_TOPK", "THRESHOLD"):
+            extra.pop(key, None)
+        if "OUTPUT_RICHNESS" in params or "OUTPUT_TOPK" in params:
+            return [params, extra]
+        return [extra]
 
     def start_run(self):
         blockers = self.run_blockers()
@@ -961,6 +986,7 @@ class GeoPlantDock(QgsDockWidget):
             self.run.start()
         except Exception as error:  # noqa: BLE001 - plain message, details in the log
             self.run = None
+            self.run_outputs = {}
             self._remove_temp_dirs()
             self._unexpected("Starting the run", error)
             self.refresh()
