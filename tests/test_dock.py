@@ -366,7 +366,7 @@ def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
     group = project.layerTreeRoot().findGroup("trial")
     assert group is not None
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert set(layers) == {"trial richness", "trial top species", "trial p(Species 1 (101))"}
+    assert set(layers) == {"trial richness", "trial top species", "trial p Species 1 (101)"}
     richness_layer = layers["trial richness"]
     renderer = richness_layer.renderer()
     assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
@@ -374,12 +374,15 @@ def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
     assert renderer.classificationMax() == pytest.approx(float(expected.sum(axis=2).max()), rel=1e-5)
     labels = [item.label for item in renderer.shader().rasterShaderFunction().colorRampItemList()]
     assert labels[0] == "0 species" and all(label.endswith(" species") for label in labels)
+    assert renderer.shader().rasterShaderFunction().legendSettings().suffix() == " species"
+    assert [node.layer().name() for node in group.findLayers()][0] == "trial richness"
+    assert [node.isVisible() for node in group.findLayers()] == [True, False, False]
     top = layers["trial top species"].renderer()
     assert isinstance(top, QgsPalettedRasterRenderer)
     present = sorted(set(np.array(IDS)[order[:, :, 0]].ravel().tolist()))
     assert sorted(c.value for c in top.classes()) == present
     assert {c.value: c.label for c in top.classes()} == {i: f"{NAMES[IDS.index(i)]} ({i})" for i in present}
-    prob = layers["trial p(Species 1 (101))"].renderer()
+    prob = layers["trial p Species 1 (101)"].renderer()
     assert isinstance(prob, QgsSingleBandPseudoColorRenderer)
     assert (prob.classificationMin(), prob.classificationMax()) == (0.0, 1.0)
 

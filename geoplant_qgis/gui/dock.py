@@ -713,7 +713,7 @@ class GeoPlantDock(QgsDockWidget):
         box = geometry.boundingBox()
         digits = 4 if self.area_crs.isGeographic() else 0
         self.area_text = (
-            f"{description}\nx {box.xMinimum():,.{digits}f} – {box.xMaximum():,.{digits}f}, "
+            f"{description}\nx {box.xMinimum():,.{digits}f} – {box.xMaximum():,.{digits}f}\n"
             f"y {box.yMinimum():,.{digits}f} – {box.yMaximum():,.{digits}f} "
             f"({self.area_crs.authid() or self.area_crs.description()})"
         )

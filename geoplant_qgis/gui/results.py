@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 from qgis.core import (
+    QgsBasicNumericFormat,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
@@ -43,8 +45,12 @@ def _ramp(name: str, fallback: tuple[str, str]):
     return ramp if ramp is not None else QgsGradientColorRamp(QColor(fallback[0]), QColor(fallback[1]))
 
 
-def _pseudocolor(layer, band, minimum, maximum, ramp, label, classes=6):
-    """A continuous ramp on ``band`` from ``minimum`` to ``maximum``, legend labelled by ``label(v)``."""
+def _pseudocolor(layer, band, minimum, maximum, ramp, label, classes=6, suffix="", decimals=1):
+    """A continuous ramp on ``band`` from ``minimum`` to ``maximum``.
+
+    The class items are labelled by ``label(v)``; the continuous legend QGIS draws shows
+    the minimum and maximum with ``decimals`` and ``suffix``.
+    """
     if not maximum > minimum:
         maximum = minimum + 1.0
     shader_function = QgsColorRampShader(minimum, maximum)
@@ -55,6 +61,14 @@ def _pseudocolor(layer, band, minimum, maximum, ramp, label, classes=6):
         value = minimum + (maximum - minimum) * i / (classes - 1)
         items.append(QgsColorRampShader.ColorRampItem(value, ramp.color(i / (classes - 1)), label(value)))
     shader_function.setColorRampItemList(items)
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setUseContinuousLegend(True)
+    legend.setSuffix(suffix)
+    number_format = QgsBasicNumericFormat()
+    number_format.setNumberDecimalPlaces(decimals)
+    number_format.setShowTrailingZeros(False)
+    legend.setNumericFormat(number_format)
+    shader_function.setLegendSettings(legend)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(shader_function)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
@@ -69,7 +83,13 @@ def style_richness(layer):
     stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max | QgsRasterBandStats.Min)
     maximum = float(stats.maximumValue) if np.isfinite(stats.maximumValue) else 1.0
     return _pseudocolor(
-        layer, 1, 0.0, max(maximum, 1e-6), _ramp("Viridis", ("#440154", "#fde725")), _species_label
+        layer,
+        1,
+        0.0,
+        max(maximum, 1e-6),
+        _ramp("Viridis", ("#440154", "#fde725")),
+        _species_label,
+        suffix=" species",
     )
 
 
@@ -81,7 +101,14 @@ def _species_label(value):
 def style_probability(layer, band=1):
     """A 0-1 ramp on one probability band."""
     return _pseudocolor(
-        layer, band, 0.0, 1.0, _ramp("Magma", ("#000004", "#fcfdbf")), lambda v: f"p = {v:.1f}", classes=6
+        layer,
+        band,
+        0.0,
+        1.0,
+        _ramp("Magma", ("#000004", "#fcfdbf")),
+        lambda v: f"p = {v:.1f}",
+        classes=6,
+        decimals=2,
     )
 
 
@@ -166,6 +193,12 @@ def add_run_layers(run_name: str, outputs: dict, names: dict[int, str] | None = 
         group.addLayer(layer)
         layers[key] = layer
 
+    path = outputs.get(RICHNESS)
+    if path and os.path.exists(path):
+        layer = QgsRasterLayer(path, f"{run_name} richness")
+        if layer.isValid():
+            style_richness(layer)
+            add("richness", layer)
     path = outputs.get(TOPK)
     if path and os.path.exists(path):
         names.update(read_species_csv(os.path.splitext(path)[0] + ".csv"))
@@ -176,16 +209,13 @@ def add_run_layers(run_name: str, outputs: dict, names: dict[int, str] | None = 
     path = outputs.get(PROBABILITIES)
     if path and os.path.exists(path):
         for band, description in enumerate(band_descriptions(path)[:MAX_PROBABILITY_LAYERS], start=1):
-            layer = QgsRasterLayer(path, f"{run_name} p({description})")
+            layer = QgsRasterLayer(path, f"{run_name} p {description}")
             if layer.isValid():
                 style_probability(layer, band)
                 add(f"probability:{description}", layer)
-    path = outputs.get(RICHNESS)
-    if path and os.path.exists(path):
-        layer = QgsRasterLayer(path, f"{run_name} richness")
-        if layer.isValid():
-            style_richness(layer)
-            add("richness", layer)
+    # the first layer shows; the others are one click away
+    for node in group.findLayers()[1:]:
+        node.setItemVisibilityChecked(False)
     return group, layers
 
 

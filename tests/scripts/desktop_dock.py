@@ -95,6 +95,7 @@ def wait_for_run(dock, waited):
     report["run_message"] = dock.last_message
     report["outputs"] = dock.last_outputs
     iface.mapCanvas().refreshAllLayers()
+    dock.widget().ensureWidgetVisible(dock.run_button)  # show the Outputs / Run part of the dock
     QTimer.singleShot(2500, guarded(result_screenshot))
 
 
