@@ -1,0 +1,454 @@
+"""How good are species predictions at presence-absence surveys.
+
+The GeoLifeCLEF / GeoPlant benchmark metric is the samples-averaged F1 of the top-K set:
+for each survey the K species with the highest scores are the prediction, and
+``F1 = 2 TP / (K + number of species observed)``; the score is the mean over surveys.
+Species observed in a survey but absent from the model still count as misses.
+
+Also: recall@K, micro and macro ROC AUC (rank based, ties counted half, as the
+Mann-Whitney statistic), a reliability diagram, and the naive baseline that predicts the
+K species most frequent in the training surveys everywhere. Pure numpy; the HTML report
+draws its plots as inline SVG.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputDataError, OutputError
+
+DEFAULT_K = 25
+
+
+# ----------------------------------------------------------------------------- sets
+
+
+def top_k_indices(scores, k: int) -> np.ndarray:
+    """[N, min(k, S)] column indices by decreasing score; ties go to the lower column index."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise InputDataError(f"Scores must be a [surveys, species] table; got shape {scores.shape}.")
+    if k < 1:
+        raise InputDataError(f"K must be at least 1; got {k}.")
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return order[:, :k]
+
+
+def _as_id_sets(lists) -> list[np.ndarray]:
+    return [np.unique(np.asarray(list(s), dtype=np.int64)) for s in lists]
+
+
+def set_scores(true_lists, predicted_lists) -> dict:
+    """Per-survey TP, F1 and recall of predicted id sets against observed id sets.
+
+    ``F1 = 2 TP / (|predicted| + |observed|)`` (1.0 when both are empty, as sklearn's
+    ``zero_division=1``; 0 when one is); ``recall = TP / |observed|`` (NaN when nothing
+    was observed). Returns arrays ``tp``, ``n_true``, ``n_pred``, ``f1``, ``recall``.
+    """
+    true_sets = _as_id_sets(true_lists)
+    pred_sets = _as_id_sets(predicted_lists)
+    if len(true_sets) != len(pred_sets):
+        raise InputDataError(f"{len(true_sets)} surveys but {len(pred_sets)} predictions.")
+    tp = np.array(
+        [np.intersect1d(t, p, assume_unique=True).size for t, p in zip(true_sets, pred_sets, strict=True)]
+    )
+    n_true = np.array([t.size for t in true_sets])
+    n_pred = np.array([p.size for p in pred_sets])
+    denom = n_true + n_pred
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
+        recall = np.where(n_true > 0, tp / np.maximum(n_true, 1), np.nan)
+    return {"tp": tp, "n_true": n_true, "n_pred": n_pred, "f1": f1.astype(np.float64), "recall": recall}
+
+
+def f1_at_k(true_lists, species_ids, scores, k: int = DEFAULT_K) -> float:
+    """Samples-averaged F1 of the top-``k`` set (the GeoLifeCLEF metric)."""
+    species_ids = np.asarray(species_ids, dtype=np.int64)
+    pred = species_ids[top_k_indices(scores, k)]
+    return float(set_scores(true_lists, list(pred))["f1"].mean())
+
+
+# ----------------------------------------------------------------------------- AUC
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing their mean rank."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.r_[0, np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    mean_rank = (starts + ends + 1) / 2.0  # ranks starts+1..ends
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve (Mann-Whitney U / (n1 n0)); NaN without both classes."""
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise InputDataError(f"{labels.size} labels but {scores.size} scores.")
+    n1 = int(labels.sum())
+    n0 = labels.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = _average_ranks(scores)
+    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def macro_auc(presence, scores) -> tuple[float, int]:
+    """Mean per-species AUC over species with both presences and absences, and their count."""
+    presence = np.asarray(presence, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    values = [roc_auc(presence[:, j], scores[:, j]) for j in range(presence.shape[1])]
+    values = [v for v in values if not math.isnan(v)]
+    return (float(np.mean(values)) if values else float("nan")), len(values)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def reliability_bins(presence, probabilities, n_bins: int = 10) -> dict:
+    """Reliability diagram over all (survey, species) pairs: equal-width bins on [0, 1].
+
+    Returns ``lower``, ``upper``, ``count``, ``mean_predicted``, ``observed`` (fraction of
+    presences; NaN in empty bins) and ``ece`` (expected calibration error).
+    """
+    y = np.asarray(presence, dtype=bool).ravel()
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    sum_p = np.bincount(which, weights=p, minlength=n_bins)
+    sum_y = np.bincount(which, weights=y.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.where(count > 0, sum_p / np.maximum(count, 1), np.nan)
+        observed = np.where(count > 0, sum_y / np.maximum(count, 1), np.nan)
+    total = max(int(count.sum()), 1)
+    ece = float(np.nansum(count / total * np.abs(mean_p - observed)))
+    return {
+        "lower": edges[:-1],
+        "upper": edges[1:],
+        "count": count,
+        "mean_predicted": mean_p,
+        "observed": observed,
+        "ece": ece,
+    }
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+def most_frequent_species(train_lists, k: int = DEFAULT_K) -> np.ndarray:
+    """The ``k`` species ids present in the most training surveys (ties: smaller id first)."""
+    flat = np.concatenate([np.unique(np.asarray(list(s), dtype=np.int64)) for s in train_lists] or [[]])
+    if flat.size == 0:
+        raise InputDataError("The training surveys hold no species; the naive baseline needs some.")
+    ids, counts = np.unique(flat.astype(np.int64), return_counts=True)
+    order = np.lexsort((ids, -counts))
+    return ids[order[:k]]
+
+
+# ----------------------------------------------------------------------------- all together
+
+
+@dataclass
+class Evaluation:
+    k: int
+    n_surveys: int
+    n_species: int
+    f1: float
+    recall: float
+    auc_micro: float
+    auc_macro: float
+    auc_macro_species: int
+    reliability: dict
+    per_survey: dict  # arrays: surveyId, n_true, tp, f1, recall, top-k ids
+    unknown_species: int  # observed species the model does not know
+    baseline: dict | None = None  # f1, recall, species (ids)
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        out = {
+            "k": self.k,
+            "surveys": self.n_surveys,
+            "species": self.n_species,
+            f"f1_at_{self.k}": self.f1,
+            f"recall_at_{self.k}": self.recall,
+            "auc_micro": self.auc_micro,
+            "auc_macro": self.auc_macro,
+            "auc_macro_species": self.auc_macro_species,
+            "ece": self.reliability["ece"],
+            "unknown_observed_species": self.unknown_species,
+        }
+        if self.baseline is not None:
+            out[f"baseline_f1_at_{self.k}"] = self.baseline["f1"]
+            out[f"baseline_recall_at_{self.k}"] = self.baseline["recall"]
+            out["f1_ratio_to_baseline"] = self.f1 / self.baseline["f1"] if self.baseline["f1"] > 0 else None
+        return out
+
+
+def evaluate(
+    survey_ids, true_lists, species_ids, probabilities, k: int = DEFAULT_K, train_lists=None, n_bins: int = 10
+) -> Evaluation:
+    """All metrics of ``probabilities`` [N, S] (columns = ``species_ids``) at N surveys.
+
+    Surveys whose row holds NaN (no data under them) are left out; it is an error when
+    none is left.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    species_ids = np.asarray(species_ids, dtype=np.int64)
+    survey_ids = np.asarray(survey_ids)
+    true_lists = list(true_lists)
+    if probs.ndim != 2 or probs.shape[1] != species_ids.size:
+        raise InputDataError(
+            f"Probabilities of shape {probs.shape} do not match the {species_ids.size} species of the model."
+        )
+    if not (len(true_lists) == len(survey_ids) == probs.shape[0]):
+        raise InputDataError(
+            f"{len(survey_ids)} surveys, {len(true_lists)} species lists "
+            f"and {probs.shape[0]} prediction rows."
+        )
+    if k < 1:
+        raise InputDataError(f"TOP_K must be at least 1; got {k}.")
+    valid = ~np.isnan(probs).any(axis=1)
+    if not valid.any():
+        raise InputDataError("No survey has predictions (all surveys fall on nodata or outside the rasters).")
+    probs = probs[valid]
+    survey_ids = survey_ids[valid]
+    true_lists = [tl for tl, v in zip(true_lists, valid, strict=True) if v]
+    true_sets = _as_id_sets(true_lists)
+    top = species_ids[top_k_indices(probs, k)]
+    scores = set_scores(true_sets, list(top))
+    column = {int(s): j for j, s in enumerate(species_ids)}
+    presence = np.zeros(probs.shape, dtype=bool)
+    unknown = 0
+    for i, t in enumerate(true_sets):
+        for s in t.tolist():
+            j = column.get(s)
+            if j is None:
+                unknown += 1
+            else:
+                presence[i, j] = True
+    auc_m, auc_n = macro_auc(presence, probs)
+    result = Evaluation(
+        k=int(k),
+        n_surveys=int(len(true_sets)),
+        n_species=int(species_ids.size),
+        f1=float(scores["f1"].mean()),
+        recall=float(np.nanmean(scores["recall"])) if np.isfinite(scores["recall"]).any() else float("nan"),
+        auc_micro=roc_auc(presence, probs),
+        auc_macro=auc_m,
+        auc_macro_species=auc_n,
+        reliability=reliability_bins(presence, probs, n_bins),
+        per_survey={
+            "surveyId": survey_ids,
+            "n_observed": scores["n_true"],
+            "true_positives": scores["tp"],
+            "f1": scores["f1"],
+            "recall": scores["recall"],
+            "predicted_richness": probs.sum(axis=1),
+            "top_k": [" ".join(map(str, row)) for row in top.tolist()],
+        },
+        unknown_species=unknown,
+        extra={"dropped_surveys": int((~valid).sum())},
+    )
+    if train_lists is not None:
+        naive = most_frequent_species(train_lists, k)
+        base = set_scores(true_sets, [naive] * len(true_sets))
+        result.baseline = {
+            "f1": float(base["f1"].mean()),
+            "recall": float(np.nanmean(base["recall"]))
+            if np.isfinite(base["recall"]).any()
+            else float("nan"),
+            "species": naive.tolist(),
+            "per_survey_f1": base["f1"],
+        }
+        result.per_survey["baseline_f1"] = base["f1"]
+    return result
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _temporary(path: str) -> str:
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.part-{os.getpid()}")
+
+
+def _write_text(path, text: str) -> str:
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tmp = _temporary(path)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OutputError(f"Cannot write {path}: {error.strerror or error}.") from None
+    return path
+
+
+def write_table_csv(path, result: Evaluation) -> str:
+    """The per-survey table as CSV (temporary name, renamed at the end)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(result.per_survey)
+    return _write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+
+
+def _fmt(x, digits=4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def svg_reliability(rel: dict, size: int = 320) -> str:
+    """Reliability diagram as an SVG string: observed vs predicted per bin, with the diagonal."""
+    pad = 40
+    inner = size - 2 * pad
+
+    def px(v):
+        return pad + v * inner
+
+    def py(v):
+        return size - pad - v * inner
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
+        f'viewBox="0 0 {size} {size}" role="img" aria-label="reliability diagram">',
+        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" stroke="#333"/>',
+        f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#999" stroke-dasharray="4"/>',
+    ]
+    total = max(int(np.sum(rel["count"])), 1)
+    for lo, hi, c, obs in zip(rel["lower"], rel["upper"], rel["count"], rel["observed"], strict=True):
+        if c == 0 or math.isnan(obs):
+            continue
+        shade = 0.25 + 0.75 * min(1.0, math.sqrt(c / total) * 2)
+        parts.append(
+            f'<rect x="{px(lo) + 1:.1f}" y="{py(obs):.1f}" width="{(hi - lo) * inner - 2:.1f}" '
+            f'height="{obs * inner:.1f}" fill="#2a7f62" fill-opacity="{shade:.2f}"><title>'
+            f"{lo:.1f}-{hi:.1f}: {c} pairs, observed {obs:.3f}</title></rect>"
+        )
+    pts = [
+        f"{px(m):.1f},{py(o):.1f}"
+        for m, o, c in zip(rel["mean_predicted"], rel["observed"], rel["count"], strict=True)
+        if c > 0
+    ]
+    if pts:
+        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#c0392b" stroke-width="2"/>')
+    for t in (0, 0.5, 1):
+        parts.append(
+            f'<text x="{px(t)}" y="{size - pad + 16}" font-size="11" text-anchor="middle">{t}</text>'
+        )
+        parts.append(f'<text x="{pad - 6}" y="{py(t) + 4}" font-size="11" text-anchor="end">{t}</text>')
+    parts.append(
+        f'<text x="{size / 2}" y="{size - 6}" font-size="12" text-anchor="middle">'
+        "predicted probability</text>"
+    )
+    parts.append(
+        f'<text x="12" y="{size / 2}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 12 {size / 2})">observed frequency</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_histogram(values, bins: int = 20, label: str = "", size=(360, 220)) -> str:
+    """A histogram of ``values`` in [0, 1] as SVG."""
+    w, h = size
+    pad = 34
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    top = max(int(counts.max()) if counts.size else 1, 1)
+    bw = (w - 2 * pad) / bins
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
+        f'role="img" aria-label="{html.escape(label)}">',
+        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#333"/>',
+    ]
+    for i, c in enumerate(counts):
+        bh = (h - 2 * pad) * c / top
+        parts.append(
+            f'<rect x="{pad + i * bw + 1:.1f}" y="{h - pad - bh:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" '
+            f'fill="#3b6ea5"><title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}</title></rect>'
+        )
+    for t in (0, 0.5, 1):
+        x = pad + t * (w - 2 * pad)
+        parts.append(f'<text x="{x}" y="{h - pad + 14}" font-size="11" text-anchor="middle">{t}</text>')
+    parts.append(f'<text x="{pad - 4}" y="{pad}" font-size="11" text-anchor="end">{top}</text>')
+    parts.append(
+        f'<text x="{w / 2}" y="{h - 4}" font-size="12" text-anchor="middle">{html.escape(label)}</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: dict | None = None) -> str:
+    """A self-contained HTML report (metrics table, F1 histogram, reliability diagram)."""
+    k = result.k
+    rows = [
+        (f"F1@{k} (samples-averaged, GeoLifeCLEF metric)", _fmt(result.f1)),
+        (f"recall@{k}", _fmt(result.recall)),
+        ("AUC micro", _fmt(result.auc_micro)),
+        (
+            f"AUC macro ({result.auc_macro_species} species with presences and absences)",
+            _fmt(result.auc_macro),
+        ),
+        ("expected calibration error", _fmt(result.reliability["ece"])),
+        ("surveys evaluated", str(result.n_surveys)),
+        ("species in the model", str(result.n_species)),
+        ("observed species unknown to the model (count as misses)", str(result.unknown_species)),
+        ("surveys without predictions (left out)", str(result.extra.get("dropped_surveys", 0))),
+    ]
+    if result.baseline is not None:
+        base = result.baseline["f1"]
+        rows += [
+            (f"naive baseline F1@{k} (the {k} most frequent training species everywhere)", _fmt(base)),
+            (f"naive baseline recall@{k}", _fmt(result.baseline["recall"])),
+            ("model / baseline F1", _fmt(result.f1 / base, 2) if base > 0 else "n/a"),
+        ]
+    for key, value in (notes or {}).items():
+        rows.append((str(key), str(value)))
+    table = "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    rel = result.reliability
+    rel_rows = "".join(
+        f"<tr><td>{lo:.1f}-{hi:.1f}</td><td>{c}</td><td>{_fmt(m, 3)}</td><td>{_fmt(o, 3)}</td></tr>"
+        for lo, hi, c, m, o in zip(
+            rel["lower"], rel["upper"], rel["count"], rel["mean_predicted"], rel["observed"], strict=True
+        )
+    )
+    figures = [
+        "<figure>" + svg_histogram(result.per_survey["f1"], label=f"F1@{k} per survey (model)") + "</figure>",
+        "<figure>" + svg_reliability(rel) + "<figcaption>reliability diagram</figcaption></figure>",
+    ]
+    if result.baseline is not None:
+        figures.insert(
+            1,
+            "<figure>"
+            + svg_histogram(result.baseline["per_survey_f1"], label=f"F1@{k} per survey (naive baseline)")
+            + "</figure>",
+        )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}"
+        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+        "figure{display:inline-block;margin:1em}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><table>{table}</table>"
+        f"<h2>Plots</h2>{''.join(figures)}"
+        "<h2>Reliability bins</h2><table><tr><th>bin</th><th>pairs</th><th>mean predicted</th>"
+        f"<th>observed</th></tr>{rel_rows}</table></body></html>"
+    )
+
+
+def write_report_html(path, result: Evaluation, title: str = "GeoPlant evaluation", notes=None) -> str:
+    return _write_text(path, report_html(result, title, notes))
