@@ -349,6 +349,7 @@ def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
         dock.last_message == "trial finished in " + dock.last_message.split(" in ", 1)[1]
     ), dock.last_message
 
+    assert dock.progress_bar.value() == 100 and dock.time_label.text().startswith("Finished in")
     expected = expected_probabilities(world)
     outputs = dock.last_outputs
     with rasterio.open(outputs["richness"]) as ds:
@@ -448,3 +449,39 @@ def test_what_grows_here_without_outputs_runs_the_model(dock, world, project):
     assert [sid for sid, _, _ in answer["species"]] == [IDS[i] for i in np.argsort(-expected, kind="stable")]
     for sid, _, p in answer["species"]:
         assert p == pytest.approx(expected[IDS.index(sid)], rel=1e-5)
+
+
+def test_the_bundled_model_is_the_default(dock):
+    from geoplant_qgis.core.bundled import default_model_path
+
+    bundled = default_model_path()
+    if bundled is None:
+        assert dock.model_path is None and "No model chosen." in dock.card_label.text()
+    else:
+        assert dock.model_path == bundled
+        assert dock.card is not None, dock.model_error
+        assert dock.input_table.rowCount() == len(dock.card.variable_names())
+
+
+def test_shutdown_removes_tools_and_rubber_bands_and_disconnects(qgis_iface, qgis_canvas, project, world):
+    from geoplant_qgis.gui.dock import GeoPlantDock
+
+    widget = GeoPlantDock(qgis_iface)
+    widget.load_model(world["model"])
+    widget.set_area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"))
+    widget.rectangle_button.click()
+    assert qgis_canvas.mapTool() is widget.rectangle_tool and widget.rectangle_button.isChecked()
+    widget.identify_button.click()
+    assert qgis_canvas.mapTool() is widget.identify_tool and not widget.rectangle_button.isChecked()
+    widget.shutdown()
+    assert qgis_canvas.mapTool() is None
+    assert widget.area_display.band is None
+    rows_before = widget.input_table.rowCount()
+    calls = []
+    widget.match_inputs = lambda *a, **k: calls.append(a)
+    add_layers(project, world["bio1"])
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    QCoreApplication.processEvents()
+    assert calls == [] and widget.input_table.rowCount() == rows_before
+    widget.deleteLater()
