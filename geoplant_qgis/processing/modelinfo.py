@@ -1,0 +1,119 @@
+"""``geoplant:modelinfo``: the card of a model, readable in the log and as JSON."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingOutputString,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+)
+
+from ..core.errors import OutputError
+from ..core.modelcard import ModelCard, read_model_card
+from ..core.progress import Progress
+from .base import GeoPlantAlgorithm
+
+
+def _numbers(values) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def describe_card(card: ModelCard) -> list[str]:
+    """The card as readable lines (what the log shows)."""
+    lines = [f"Model: {card.name or '(no name)'}  [{card.format}]"]
+    if card.description:
+        lines.append(f"Description: {card.description}")
+    if card.license:
+        lines.append(f"License: {card.license}")
+    if card.citation:
+        lines.append(f"Citation: {card.citation}")
+    first = ", ".join(f"{s.name} ({s.id})" for s in card.species[:5])
+    more = f", ... ({len(card.species) - 5} more)" if len(card.species) > 5 else ""
+    lines.append(f"Species: {len(card.species)}: {first}{more}")
+    lines.append(f"Output: '{card.output.name}', activation {card.output.activation}")
+    for spec in card.inputs:
+        if spec.kind == "patch":
+            what = (
+                f"patch {len(spec.bands)} x {spec.size} x {spec.size} px at {spec.pixel_size_m:g} m; "
+                f"bands: {', '.join(spec.bands)}"
+            )
+        elif spec.kind == "cube":
+            what = (
+                f"cube {' x '.join(map(str, spec.shape))}; {len(spec.variables)} variables: "
+                f"{', '.join(spec.variables[:6])}{', ...' if len(spec.variables) > 6 else ''}"
+            )
+        else:
+            what = f"point, {len(spec.variables)} variables: {', '.join(spec.variables)}"
+        lines.append(f"Input '{spec.name}': {what}")
+        norm = [f"scale {spec.scale:g}"] if spec.scale != 1.0 else []
+        if spec.mean:
+            norm.append(f"mean [{_numbers(spec.mean)}]")
+        if spec.std:
+            norm.append(f"std [{_numbers(spec.std)}]")
+        lines.append(
+            "    normalisation: "
+            + ("(x * scale - mean) / std with " + ", ".join(norm) if norm else "none (raw values)")
+        )
+        lines.append(
+            "    nodata: "
+            + (f"filled with {spec.fill:g}" if spec.fill is not None else "the cell is left nodata")
+        )
+    if card.grid is not None:
+        lines.append(f"Default grid: {card.grid.crs}, cells of {card.grid.cell_size_m:g} m")
+    else:
+        lines.append("Default grid: none in the card (EPSG:3035; CELL_SIZE from the user)")
+    return lines
+
+
+class ModelInfoAlgorithm(GeoPlantAlgorithm):
+    ALGORITHM_ID = "modelinfo"
+    DISPLAY_NAME = "Model information"
+    HELP = (
+        "Shows the 'geoplant' card of an ONNX model: its species, its inputs (variables or bands, "
+        "patch size, normalisation) and its default grid, after checking the card against the graph. "
+        "CARD_JSON holds the card as JSON; OUTPUT_JSON optionally saves it to a file. "
+        "The contract is in docs/model-contract.md."
+    )
+    REQUIRES = ("onnxruntime",)
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterFile("MODEL", self.tr("Model (.onnx)"), extension="onnx"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_JSON", self.tr("Card as JSON"), "JSON files (*.json)", optional=True,
+                createByDefault=False,
+            )
+        )  # fmt: skip
+        self.addOutput(QgsProcessingOutputString("CARD_JSON", self.tr("Card (JSON)")))
+
+    def run(self, parameters, context, feedback, progress=None, *rest):
+        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
+            extra = ([] if progress is None else [progress]) + list(rest)
+            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        card = read_model_card(model)
+        for line in describe_card(card):
+            progress.info(line)
+        text = card.to_json(indent=2)
+        results = {"CARD_JSON": text}
+        out = (
+            self.parameterAsFileOutput(parameters, "OUTPUT_JSON", context)
+            if parameters.get("OUTPUT_JSON")
+            else ""
+        )
+        if out:
+            tmp = out + ".part"
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text + "\n")
+                os.replace(tmp, out)
+            except OSError as error:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise OutputError(f"Cannot write {out}: {error.strerror or error}.") from None
+            results["OUTPUT_JSON"] = out
+        return results
