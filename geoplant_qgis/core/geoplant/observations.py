@@ -59,8 +59,8 @@ SURVEY_COLUMNS = (
     "richness",
 )
 EMPTY_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
-#: extra fields tolerated by the fast parser before falling back to the slow one
-_SENTINELS = 32
+#: extra fields caught by the fast parser; longer rows switch the rest of the file to the slow one
+_SENTINELS = 1
 _MAX_EXAMPLES = 5
 
 
@@ -302,7 +302,7 @@ def read_observations(
                 except StopIteration:
                     break
                 except pd.errors.ParserError:
-                    # a row with more than header + 32 fields: continue with the slow parser
+                    # a row with 2+ extra fields: continue with the slow parser, which reports each one
                     reader.close()
                     yield from _read_rest_python(
                         path, header, next_line, chunksize, progress, bounds, stats, problems
