@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -452,3 +453,120 @@ def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: d
 
 def write_report_html(path, result: Evaluation, title: str = "GeoPlant evaluation", notes=None) -> str:
     return _write_text(path, report_html(result, title, notes))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+_BAND_ID = re.compile(r"\((-?\d+)\)\s*$")
+
+
+def surveys_from_csv(path, progress=None):
+    """A presence-absence CSV -> DataFrame surveyId, x, y (lon, lat in EPSG:4326), speciesIds."""
+    from .geoplant.observations import aggregate_surveys
+
+    frame = aggregate_surveys(path, progress=progress)
+    if len(frame) and not any(len(s) for s in frame["speciesIds"]):
+        raise InputDataError(
+            f"{os.path.basename(os.fspath(path))} lists no species (no speciesId column or no values): "
+            "evaluation needs presence-absence surveys with their species."
+        )
+    return frame.rename(columns={"lon": "x", "lat": "y"})[["surveyId", "x", "y", "speciesIds"]]
+
+
+def sample_prediction_rasters(paths, xs, ys, crs) -> tuple[np.ndarray, np.ndarray]:
+    """Probability rasters written by predict (bands "<name> (<id>)") sampled at points.
+
+    Returns (species ids [S], float32 [N, S]; NaN where a raster has no data).
+    """
+    import rasterio
+
+    from .sampling import PointSampler
+    from .sources import BandRef
+
+    refs, ids = [], []
+    for path in paths:
+        try:
+            with rasterio.open(path) as src:
+                descriptions = src.descriptions
+        except Exception as error:  # rasterio raises its own types
+            raise InputDataError(f"Cannot open the prediction raster {path}: {error}") from None
+        for band, text in enumerate(descriptions, start=1):
+            match = _BAND_ID.search(text or "")
+            if match is None:
+                raise InputDataError(
+                    f"Band {band} of {os.path.basename(path)} is not a species probability band: its "
+                    f"description {text!r} does not end with '(<species id>)' as predict writes them."
+                )
+            refs.append(BandRef(os.fspath(path), band))
+            ids.append(int(match.group(1)))
+    if not refs:
+        raise InputDataError("PREDICTIONS holds no raster band.")
+    if len(set(ids)) != len(ids):
+        raise InputDataError("PREDICTIONS holds the same species more than once.")
+    values = PointSampler(refs, crs).sample(xs, ys)
+    return np.asarray(ids, dtype=np.int64), values
+
+
+def evaluate_surveys(
+    surveys,
+    crs,
+    *,
+    model=None,
+    rasters=(),
+    mapping=None,
+    predictions=None,
+    k: int = DEFAULT_K,
+    train_lists=None,
+    output_report=None,
+    output_table=None,
+    title="GeoPlant evaluation",
+    progress=None,
+) -> Evaluation:
+    """Evaluate a model (predicting at the surveys) or prediction rasters against surveys.
+
+    ``surveys``: DataFrame with surveyId, x, y (in ``crs``) and speciesIds (lists). Either
+    ``predictions`` (probability raster paths) or ``model`` (+ ``rasters``/``mapping``).
+    Writes the HTML report and the per-survey CSV when paths are given.
+    """
+    from .progress import as_progress
+
+    progress = as_progress(progress)
+    if len(surveys) == 0:
+        raise InputDataError("SURVEYS holds no survey.")
+    xs = surveys["x"].to_numpy(np.float64)
+    ys = surveys["y"].to_numpy(np.float64)
+    progress.set_progress(5)
+    if predictions:
+        species_ids, probs = sample_prediction_rasters(predictions, xs, ys, crs)
+        source = f"prediction rasters: {', '.join(os.path.basename(os.fspath(p)) for p in predictions)}"
+    elif model:
+        from .engine import predict_points
+        from .modelcard import read_model_card
+
+        card = read_model_card(model)
+        species_ids = np.asarray([s.id for s in card.species], dtype=np.int64)
+        progress.info(f"Predicting {len(species_ids)} species at {len(xs)} surveys with {model}")
+        probs = predict_points(model, list(rasters), xs, ys, crs, mapping=mapping)
+        source = f"model {os.path.basename(os.fspath(model))}"
+    else:
+        raise InputDataError("Give a MODEL (with its RASTERS) or PREDICTIONS to evaluate.")
+    progress.check_cancelled()
+    progress.set_progress(70)
+    result = evaluate(
+        surveys["surveyId"].to_numpy(), list(surveys["speciesIds"]), species_ids, probs, k, train_lists
+    )
+    dropped = result.extra.get("dropped_surveys", 0)
+    if dropped:
+        progress.warning(f"{dropped} survey(s) fall on nodata or outside the rasters and were left out.")
+    summary = result.summary()
+    line = f"F1@{k} {result.f1:.4f}, recall@{k} {result.recall:.4f}, AUC micro {result.auc_micro:.4f}"
+    if result.baseline is not None:
+        line += f"; naive baseline F1@{k} {result.baseline['f1']:.4f}"
+    progress.info(line + f" ({result.n_surveys} surveys)")
+    if output_table:
+        write_table_csv(output_table, result)
+    if output_report:
+        write_report_html(output_report, result, title, notes={"predictions from": source})
+    progress.set_progress(100)
+    result.extra["summary"] = summary
+    return result

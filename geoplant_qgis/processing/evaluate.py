@@ -1,0 +1,281 @@
+"""geoplant:evaluate — how good are predictions at presence-absence surveys (thin adapter).
+
+Reads the parameters (layers are read here, in the algorithm's thread) and hands plain
+data to :func:`geoplant_qgis.core.evaluate.evaluate_surveys`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsVectorLayer,
+)
+
+from ..core.bundled import default_model_path
+from ..core.errors import InputDataError, MissingDependencyError
+from ..core.progress import Progress
+from .base import GeoPlantAlgorithm
+
+
+def _layer_path(layer) -> str:
+    from .predict import raster_layer_path
+
+    return raster_layer_path(layer)
+
+
+def _crs_text(crs) -> str:
+    return crs.authid() or crs.toWkt()
+
+
+def _parse_ids(value) -> list[int]:
+    """speciesIds as written by loadobservations ("12 57 311"), a list, or one id."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [int(float(v)) for v in value]
+    text = str(value).strip().strip("[]")
+    if not text or text.upper() == "NULL":
+        return []
+    return [int(float(t)) for t in text.replace(",", " ").split()]
+
+
+def surveys_from_layer(layer):
+    """A point layer (loadobservations: one point per survey with speciesIds, or one per row with
+    speciesId) -> (DataFrame surveyId, x, y, speciesIds, the layer's CRS as text)."""
+    import pandas as pd
+
+    names = layer.fields().names()
+    if "surveyId" not in names:
+        raise InputDataError(
+            f"The layer '{layer.name()}' has no surveyId field; load it with geoplant:loadobservations."
+        )
+    per_survey = "speciesIds" in names
+    if not per_survey and "speciesId" not in names:
+        raise InputDataError(
+            f"The layer '{layer.name()}' has neither a speciesIds nor a speciesId field: evaluation needs "
+            "the species observed in each survey."
+        )
+    rows = {}
+    for feature in layer.getFeatures():
+        geometry = feature.geometry()
+        if geometry is None or geometry.isEmpty():
+            continue
+        point = geometry.asPoint() if not geometry.isMultipart() else geometry.asMultiPoint()[0]
+        sid = int(feature["surveyId"])
+        entry = rows.setdefault(sid, [point.x(), point.y(), set()])
+        if per_survey:
+            entry[2].update(_parse_ids(feature["speciesIds"]))
+        else:
+            entry[2].update(_parse_ids(feature["speciesId"]))
+    frame = pd.DataFrame(
+        [(sid, x, y, sorted(s)) for sid, (x, y, s) in sorted(rows.items())],
+        columns=["surveyId", "x", "y", "speciesIds"],
+    )
+    return frame, _crs_text(layer.crs())
+
+
+class EvaluateAlgorithm(GeoPlantAlgorithm):
+    ALGORITHM_ID = "evaluate"
+    DISPLAY_NAME = "Evaluate predictions at surveys"
+    REQUIRES = ("numpy", "pandas")  # onnxruntime too when MODEL is used (checked at run time)
+    HELP = (
+        "Scores species predictions against presence-absence surveys with the GeoPlant / GeoLifeCLEF "
+        "benchmark metric: the samples-averaged F1 of the top-K species set (K = 25 by default), plus "
+        "recall@K, micro and macro ROC AUC and a reliability diagram.\n\n"
+        "SURVEYS: a presence-absence CSV (GeoPlant PA metadata columns) or the point layer from "
+        "'Load observations'. Predictions come either from PREDICTIONS (probability rasters written "
+        "by 'Predict', bands '<name> (<id>)', sampled at the surveys) or from MODEL run at the surveys "
+        "on RASTERS (MAPPING as in 'Predict').\n\n"
+        "TRAIN_SURVEYS (optional): the training surveys, for the naive baseline that predicts the K "
+        "species most frequent in them everywhere.\n\n"
+        "OUTPUT_REPORT: an HTML report with plots; OUTPUT_TABLE: one CSV row per survey."
+    )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                "SURVEYS", self.tr("Surveys (PA CSV or point layer)"), types=[QgsProcessing.TypeVector]
+            )
+        )
+        default = default_model_path()
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL",
+                self.tr("Model (.onnx), used when PREDICTIONS is empty"),
+                behavior=QgsProcessingParameterFile.File,
+                extension="onnx",
+                defaultValue=default,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "RASTERS", self.tr("Input rasters (for MODEL)"), QgsProcessing.TypeRaster, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "MAPPING", self.tr("Variable mapping"), optional=True, multiLine=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "PREDICTIONS",
+                self.tr("Probability rasters from Predict"),
+                QgsProcessing.TypeRaster,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TOP_K",
+                self.tr("K (top-K set)"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=25,
+                minValue=1,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                "TRAIN_SURVEYS",
+                self.tr("Training surveys (for the naive baseline)"),
+                types=[QgsProcessing.TypeVector],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_REPORT", self.tr("Report (HTML)"), fileFilter="HTML files (*.html)"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_TABLE",
+                self.tr("Per-survey table (CSV)"),
+                fileFilter="CSV files (*.csv)",
+                optional=True,
+            )
+        )
+        for name, label in (
+            ("F1", "F1@K"),
+            ("RECALL", "recall@K"),
+            ("AUC_MICRO", "AUC micro"),
+            ("AUC_MACRO", "AUC macro"),
+            ("BASELINE_F1", "naive baseline F1@K"),
+            ("SURVEYS_EVALUATED", "surveys evaluated"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+
+    @staticmethod
+    def _given(parameters, name) -> bool:
+        value = parameters.get(name)
+        if value is None:
+            return False
+        if isinstance(value, str | list | tuple):
+            return bool(value) and not (isinstance(value, str) and not value.strip())
+        return True
+
+    def _surveys(self, parameters, name, context, progress):
+        """(DataFrame surveyId, x, y, speciesIds, CRS text) from a CSV path or a vector layer."""
+        from ..core.evaluate import surveys_from_csv
+
+        value = parameters.get(name)
+        if isinstance(value, str) and value.lower().endswith(".csv"):
+            if not os.path.isfile(value):
+                raise InputDataError(f"{name}: file not found: {value}")
+            return surveys_from_csv(value, progress=progress), "EPSG:4326"
+        layer = self.parameterAsLayer(parameters, name, context)
+        if layer is None:
+            raise InputDataError(f"{name} cannot be read: give a presence-absence CSV or a point layer.")
+        source = layer.source().split("|")[0]
+        if source.lower().endswith(".csv") and (
+            not isinstance(layer, QgsVectorLayer) or not layer.isSpatial() or layer.providerType() != "ogr"
+        ):
+            return surveys_from_csv(source, progress=progress), "EPSG:4326"
+        if not isinstance(layer, QgsVectorLayer) or not layer.isSpatial():
+            raise InputDataError(f"{name} must be a point layer or a presence-absence CSV.")
+        return surveys_from_layer(layer)
+
+    def run(self, parameters, context, feedback, progress=None, *rest):
+        if not isinstance(progress, Progress):  # processing.run() -> QgsProcessingAlgorithm.run
+            from .styles import dispatch_qgis_run
+
+            return dispatch_qgis_run(self, parameters, context, feedback, progress, *rest)
+        from ..core.evaluate import evaluate_surveys
+
+        surveys, crs = self._surveys(parameters, "SURVEYS", context, progress)
+        train_lists = None
+        if self._given(parameters, "TRAIN_SURVEYS"):
+            train, _ = self._surveys(parameters, "TRAIN_SURVEYS", context, progress)
+            train_lists = list(train["speciesIds"])
+        predictions = []
+        if self._given(parameters, "PREDICTIONS"):
+            predictions = [
+                _layer_path(layer) for layer in self.parameterAsLayerList(parameters, "PREDICTIONS", context)
+            ]
+        model = rasters = None
+        mapping = self.parameterAsString(parameters, "MAPPING", context) or None
+        if not predictions:
+            model = self.parameterAsFile(parameters, "MODEL", context)
+            if not model:
+                raise InputDataError("Give PREDICTIONS (probability rasters) or a MODEL with its RASTERS.")
+            from ..dependencies import install_hint, missing_dependencies
+
+            missing = missing_dependencies(("onnxruntime",))
+            if missing:
+                raise MissingDependencyError("Running a MODEL needs onnxruntime. " + install_hint(missing))
+            rasters = [
+                _layer_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)
+            ]
+            if not rasters and not mapping:
+                raise InputDataError(
+                    "MODEL needs its input RASTERS (or a MAPPING) to predict at the surveys."
+                )
+        k = self.parameterAsInt(parameters, "TOP_K", context)
+        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        table = (
+            self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context)
+            if self._given(parameters, "OUTPUT_TABLE")
+            else None
+        )
+        if not QgsCoordinateReferenceSystem(crs).isValid():
+            raise InputDataError(f"The surveys' CRS {crs!r} is not valid.")
+        result = evaluate_surveys(
+            surveys,
+            crs,
+            model=model,
+            rasters=rasters or (),
+            mapping=mapping,
+            predictions=predictions or None,
+            k=k,
+            train_lists=train_lists,
+            output_report=report,
+            output_table=table,
+            progress=progress,
+        )
+        outputs = {
+            "OUTPUT_REPORT": report,
+            "F1": result.f1,
+            "RECALL": result.recall,
+            "AUC_MICRO": result.auc_micro,
+            "AUC_MACRO": result.auc_macro,
+            "BASELINE_F1": result.baseline["f1"] if result.baseline else None,
+            "SURVEYS_EVALUATED": result.n_surveys,
+        }
+        if table:
+            outputs["OUTPUT_TABLE"] = table
+        return outputs
+
+
+__all__ = ["EvaluateAlgorithm", "QgsProcessingException"]
