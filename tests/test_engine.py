@@ -55,7 +55,9 @@ def write_raster(path, array, crs, transform, nodata=None, descriptions=None):
     return str(path)
 
 
-def make_model(path, inputs, weights, bias, activation="sigmoid", species_ids=SPECIES_IDS, grid=None):
+def make_model(
+    path, inputs, weights, bias, activation="sigmoid", species_ids=SPECIES_IDS, grid=None, opset=17
+):
     """Flatten every input, concatenate, MatMul + Add -> logits; 'none' adds a Sigmoid."""
     nodes, graph_inputs, flats = [], [], []
     for spec in inputs:
@@ -83,7 +85,7 @@ def make_model(path, inputs, weights, bias, activation="sigmoid", species_ids=SP
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", weights.shape[1]])],
         [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(np.asarray(bias, np.float32), "b")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     card = {
         "format": "geoplant-onnx/1",
@@ -256,6 +258,30 @@ def test_point_inputs_every_cell(tmp_path, climate, activation, block_cells):
     ]
     table = (out / "topk_species.csv").read_text().splitlines()
     assert table == ["id,name"] + [f"{i},Species {i}" for i in SPECIES_IDS]
+
+
+@pytest.mark.parametrize("opset", [12, 13, 17])
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activation):
+    """Opset >= 13: post-processing appended to the model's graph; below: a second session."""
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B, activation, opset=opset)
+    loaded = engine.LoadedModel(model)
+    pipeline = loaded.pipeline([4, 0, 2], top_k=2, richness=True, threshold=0.3, probabilities=True)
+    assert pipeline.fused == (opset >= 13)
+    if pipeline.fused:  # the raw output is no longer a graph output
+        assert [o.name for o in pipeline.session.get_outputs()] == [
+            "geoplant_post/probabilities",
+            "geoplant_post/richness",
+            "geoplant_post/topk",
+        ]
+    x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    out = pipeline.run({"env": x})
+    p = activate(x.astype(np.float64) @ W + B, activation)[:, [4, 0, 2]]
+    np.testing.assert_allclose(out["probabilities"], p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(out["richness"], (p >= 0.3).sum(axis=1))
+    ids = np.array([1, 10, 7])
+    np.testing.assert_array_equal(out["topk"], ids[np.argsort(-p, axis=1, kind="stable")[:, :2]])
+    assert out["topk"].dtype == np.int32 and out["richness"].dtype == np.float32
 
 
 def test_snapping_extent_in_another_crs(tmp_path, climate):

@@ -35,7 +35,7 @@ from .geotiff import (
     species_csv_text,
     topk_style_qml,
 )
-from .postprocess import postprocess_graph
+from .postprocess import APPENDED_OUTPUTS, append_postprocess, postprocess_graph
 from .progress import as_progress
 
 DEFAULT_CRS = "EPSG:3035"
@@ -82,8 +82,46 @@ def _session(model, threads: int | None = None):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
+class Pipeline:
+    """Model + post-processing: ``run(feeds)`` -> {"richness"|"topk"|"probabilities": array}.
+
+    Preferably one onnxruntime session on the model with the post-processing appended to
+    its graph (:func:`.postprocess.append_postprocess`: the activation can fuse into the
+    last layer and the raw [N, S] output never reaches Python); otherwise (opset < 13,
+    external weights...) the model's session followed by the post-processing graph.
+    """
+
+    def __init__(self, model: LoadedModel, columns, **options):
+        card = model.card
+        n = len(card.species)
+        subset = None if list(columns) == list(range(n)) else list(columns)
+        args = dict(columns=subset, species_ids=[card.species[c].id for c in columns], **options)
+        wanted = [k for k in ("richness", "topk", "probabilities") if _requested(k, options)]
+        self.fused = False
+        try:
+            graph = append_postprocess(model.data, card.output.name, n, card.output.activation, **args)
+            self.session = _session(graph, model.threads)
+            self.names = [APPENDED_OUTPUTS[k] for k in wanted]
+            self.fused = True
+        except Exception:  # fall back to two sessions (the model as it is)
+            self.model_session = _session(model.path, model.threads)
+            self.session = _session(postprocess_graph(n, card.output.activation, **args), model.threads)
+            self.names = wanted
+        self.keys = wanted
+        self.raw_name = card.output.name
+
+    def run(self, feeds: dict) -> dict:
+        if not self.fused:
+            feeds = {"raw": self.model_session.run([self.raw_name], feeds)[0]}
+        return dict(zip(self.keys, self.session.run(self.names, feeds), strict=True))
+
+
+def _requested(key, options) -> bool:
+    return bool(options.get({"topk": "top_k"}.get(key, key)))
+
+
 class LoadedModel:
-    """An ONNX model, its card and its onnxruntime session."""
+    """An ONNX model and its validated card."""
 
     def __init__(self, model_path, threads: int | None = None):
         from .modelcard import read_model_card
@@ -91,37 +129,16 @@ class LoadedModel:
         path = os.fspath(model_path)
         if not os.path.isfile(path):
             raise InputDataError(f"Model file not found: {path}")
-        try:
-            self.session = _session(path, threads)
-        except Exception as error:  # onnxruntime's own exception types
-            from .errors import ModelCardError
-
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ModelCardError(
-                f"'{os.path.basename(path)}' is not an ONNX model onnxruntime can load: {first[:300]}"
-            ) from None
         self.path = path
-        self.card = read_model_card(path, session=self.session)
+        self.card = read_model_card(path)
+        with open(path, "rb") as handle:
+            self.data = handle.read()
         self.threads = threads
 
-    def postprocessor(self, columns, *, top_k=0, richness=False, threshold=None, probabilities=False):
-        card = self.card
-        n = len(card.species)
-        subset = None if list(columns) == list(range(n)) else list(columns)
-        graph = postprocess_graph(
-            n,
-            card.output.activation,
-            columns=subset,
-            species_ids=[card.species[c].id for c in columns],
-            top_k=top_k,
-            richness=richness,
-            threshold=threshold,
-            probabilities=probabilities,
+    def pipeline(self, columns, *, top_k=0, richness=False, threshold=None, probabilities=False) -> Pipeline:
+        return Pipeline(
+            self, columns, top_k=top_k, richness=richness, threshold=threshold, probabilities=probabilities
         )
-        return _session(graph, self.threads)
-
-    def raw(self, feeds: dict) -> np.ndarray:
-        return self.session.run([self.card.output.name], feeds)[0]
 
 
 # --- inputs ----------------------------------------------------------------------------
@@ -392,7 +409,7 @@ def predict(
     inputs = _Inputs(card, raster_paths, mapping, grid.crs)
     try:
         inputs.check_overlap(grid)
-        post = model.postprocessor(
+        post = model.pipeline(
             columns,
             top_k=top_k if "topk" in outputs else 0,
             richness="richness" in outputs,
@@ -500,7 +517,6 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                 pass
 
     nodata = {"richness": RICHNESS_NODATA, "topk": TOPK_NODATA, "probabilities": PROBABILITY_NODATA}
-    out_names = [o.name for o in post.get_outputs()]
     valid_total = 0
     opened = []
     reader = threading.Thread(target=produce, name="geoplant-prefetch", daemon=True)
@@ -525,7 +541,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
             n_valid = int(valid.sum())
             blocks = {}
             if n_valid:
-                results = dict(zip(out_names, post.run(out_names, {"raw": model.raw(feeds)}), strict=True))
+                results = post.run(feeds)
             for key, w in writers.items():
                 if n_valid == len(valid):
                     values = results[key]
@@ -620,14 +636,14 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     out = np.full((len(xs), len(card.species)), np.nan, dtype=np.float32)
     if not len(xs):
         return out
-    post = model.postprocessor(range(len(card.species)), probabilities=True)
+    post = model.pipeline(range(len(card.species)), probabilities=True)
     inputs = _Inputs(card, raster_paths, mapping, sample_crs)
     try:
         for start in range(0, len(xs), batch):
             stop = min(start + batch, len(xs))
             feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop])
             if valid.any():
-                probs = post.run(["probabilities"], {"raw": model.raw(feeds)})[0]
+                probs = post.run(feeds)["probabilities"]
                 out[start:stop][valid] = probs
     finally:
         inputs.close()

@@ -106,6 +106,71 @@ def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> bytes:
     return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
 
 
+def _parts(
+    n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities, source, name, out
+):
+    """(nodes, initializers, outputs) of the post-processing, as serialized messages.
+
+    ``source``: the tensor holding the raw output; ``name(x)``: internal tensor/node names;
+    ``out(x)``: the graph output names ("richness", "topk", "probabilities").
+    """
+    if activation not in ("sigmoid", "softmax", "none"):
+        raise ValueError(f"unknown activation {activation!r}")
+    nodes, inits, outputs = [], [], []
+    n_kept = n_species if columns is None else len(columns)
+    p, ps = name("p"), name("ps")
+    if activation == "sigmoid":
+        nodes.append(_node("Sigmoid", [source], [p], name("activation")))
+    elif activation == "softmax":
+        nodes.append(_node("Softmax", [source], [p], name("activation"), axis=-1))
+    else:
+        nodes.append(_node("Identity", [source], [p], name("activation")))
+    if columns is not None:
+        inits.append(_tensor(name("columns"), np.asarray(columns, dtype=np.int64)))
+        nodes.append(_node("Gather", [p, name("columns")], [ps], name("subset"), axis=1))
+    else:
+        nodes.append(_node("Identity", [p], [ps], name("subset")))
+    if probabilities:
+        nodes.append(_node("Identity", [ps], [out("probabilities")], name("probabilities")))
+        outputs.append(_value_info(out("probabilities"), FLOAT, ["N", n_kept]))
+    if richness:
+        axes = name("sum_axes")
+        inits.append(_tensor(axes, np.array([1], dtype=np.int64)))
+        if threshold is None:
+            nodes.append(_node("ReduceSum", [ps, axes], [out("richness")], name("richness"), keepdims=0))
+        else:
+            t, present, present_f = name("threshold"), name("present"), name("present_f")
+            inits.append(_tensor(t, np.array(threshold, dtype=np.float32)))
+            nodes.append(_node("GreaterOrEqual", [ps, t], [present], present))
+            nodes.append(_node("Cast", [present], [present_f], present_f, to=FLOAT))
+            nodes.append(
+                _node("ReduceSum", [present_f, axes], [out("richness")], name("richness"), keepdims=0)
+            )
+        outputs.append(_value_info(out("richness"), FLOAT, ["N"]))
+    if top_k:
+        if species_ids is None or len(species_ids) != n_kept:
+            raise ValueError("species_ids must give one id per kept column")
+        k, ids = name("k"), name("ids")
+        inits.append(_tensor(k, np.array([top_k], dtype=np.int64)))
+        inits.append(_tensor(ids, np.asarray(species_ids, dtype=np.int32)))
+        nodes.append(
+            _node(
+                "TopK",
+                [ps, k],
+                [name("top_values"), name("top_columns")],
+                name("topk"),
+                axis=-1,
+                largest=1,
+                sorted=1,
+            )
+        )
+        nodes.append(_node("Gather", [ids, name("top_columns")], [out("topk")], name("topk_ids"), axis=0))
+        outputs.append(_value_info(out("topk"), INT32, ["N", top_k]))
+    if not outputs:
+        raise ValueError("no output requested")
+    return nodes, inits, outputs
+
+
 def postprocess_graph(
     n_species: int,
     activation: str,
@@ -117,56 +182,131 @@ def postprocess_graph(
     threshold: float | None = None,
     probabilities: bool = False,
 ) -> bytes:
-    """Serialized ONNX model turning the raw output [N, n_species] into the outputs.
+    """Serialized ONNX model turning the raw output [N, n_species] (input ``raw``) into the outputs.
 
     ``columns``: output columns kept (species subset, in that order; default all).
     ``species_ids``: the ids of the kept columns (top-K output values).
     Outputs, those requested only: ``richness`` float32 [N], ``topk`` int32 [N, K],
     ``probabilities`` float32 [N, S'].
     """
-    if activation not in ("sigmoid", "softmax", "none"):
-        raise ValueError(f"unknown activation {activation!r}")
-    nodes, inits, outputs = [], [], []
-    n_kept = n_species if columns is None else len(columns)
-    if activation == "sigmoid":
-        nodes.append(_node("Sigmoid", ["raw"], ["p"], "activation"))
-    elif activation == "softmax":
-        nodes.append(_node("Softmax", ["raw"], ["p"], "activation", axis=-1))
-    else:
-        nodes.append(_node("Identity", ["raw"], ["p"], "activation"))
-    if columns is not None:
-        inits.append(_tensor("columns", np.asarray(columns, dtype=np.int64)))
-        nodes.append(_node("Gather", ["p", "columns"], ["ps"], "subset", axis=1))
-    else:
-        nodes.append(_node("Identity", ["p"], ["ps"], "subset"))
-    if probabilities:
-        nodes.append(_node("Identity", ["ps"], ["probabilities"], "probabilities"))
-        outputs.append(_value_info("probabilities", FLOAT, ["N", n_kept]))
-    if richness:
-        inits.append(_tensor("sum_axes", np.array([1], dtype=np.int64)))
-        if threshold is None:
-            nodes.append(_node("ReduceSum", ["ps", "sum_axes"], ["richness"], "richness", keepdims=0))
-        else:
-            inits.append(_tensor("threshold", np.array(threshold, dtype=np.float32)))
-            nodes.append(_node("GreaterOrEqual", ["ps", "threshold"], ["present"], "present"))
-            nodes.append(_node("Cast", ["present"], ["present_f"], "present_f", to=FLOAT))
-            nodes.append(_node("ReduceSum", ["present_f", "sum_axes"], ["richness"], "richness", keepdims=0))
-        outputs.append(_value_info("richness", FLOAT, ["N"]))
-    if top_k:
-        if species_ids is None or len(species_ids) != n_kept:
-            raise ValueError("species_ids must give one id per kept column")
-        inits.append(_tensor("k", np.array([top_k], dtype=np.int64)))
-        inits.append(_tensor("ids", np.asarray(species_ids, dtype=np.int32)))
-        nodes.append(
-            _node("TopK", ["ps", "k"], ["top_values", "top_columns"], "topk", axis=-1, largest=1, sorted=1)
-        )
-        nodes.append(_node("Gather", ["ids", "top_columns"], ["topk"], "topk_ids", axis=0))
-        outputs.append(_value_info("topk", INT32, ["N", top_k]))
-    if not outputs:
-        raise ValueError("no output requested")
+    nodes, inits, outputs = _parts(
+        n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
+        "raw", lambda x: x, lambda x: x,
+    )  # fmt: skip
     graph = b"".join(_bytes(1, n) for n in nodes) + _str(2, "geoplant_postprocess")
     graph += b"".join(_bytes(5, t) for t in inits)
     graph += _bytes(11, _value_info("raw", FLOAT, ["N", n_species]))
     graph += b"".join(_bytes(12, o) for o in outputs)
     opset = _str(1, "") + _int(2, OPSET)
     return _int(1, IR_VERSION) + _str(2, "geoplant_qgis") + _bytes(7, graph) + _bytes(8, opset)
+
+
+# --- appending to a model --------------------------------------------------------------
+
+#: graph output names of the appended post-processing
+APPENDED_OUTPUTS = {
+    "richness": "geoplant_post/richness",
+    "topk": "geoplant_post/topk",
+    "probabilities": "geoplant_post/probabilities",
+}
+
+
+def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, whole field bytes, payload bytes or None) of each field of a message."""
+    i, n = 0, len(buf)
+    while i < n:
+        start = i
+        key, i = _read_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        payload = None
+        if wire == 0:
+            _, i = _read_varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            length, i = _read_varint(buf, i)
+            payload = buf[i : i + length]
+            i += length
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if i > n:
+            raise ValueError("truncated protobuf message")
+        yield field, buf[start:i], payload
+
+
+def _first_string(message: bytes, field_number: int) -> str:
+    for field, _, payload in _fields(message):
+        if field == field_number and payload is not None:
+            return payload.decode("utf-8")
+    return ""
+
+
+def default_opset(model: bytes) -> int:
+    """The model's opset version of the default ONNX domain (0 if none)."""
+    for field, _, payload in _fields(model):
+        if field == 8 and payload is not None:  # opset_import
+            domain, version = "", 0
+            for f, whole, p in _fields(payload):
+                if f == 1 and p is not None:
+                    domain = p.decode("utf-8")
+                elif f == 2:
+                    version, _ = _read_varint(whole, len(_key(2, 0)))
+            if domain in ("", "ai.onnx"):
+                return version
+    return 0
+
+
+def append_postprocess(
+    model: bytes,
+    output_name: str,
+    n_species: int,
+    activation: str,
+    *,
+    columns: Sequence[int] | None = None,
+    species_ids: Sequence[int] | None = None,
+    top_k: int = 0,
+    richness: bool = False,
+    threshold: float | None = None,
+    probabilities: bool = False,
+) -> bytes:
+    """The model's bytes with the post-processing appended to its graph.
+
+    The raw output ``output_name`` stops being a graph output (so onnxruntime may fuse the
+    activation into the last layer and never hands the [N, S] matrix to Python); the new
+    outputs are :data:`APPENDED_OUTPUTS`. Needs default-domain opset >= 13 (ValueError
+    otherwise; the caller then runs :func:`postprocess_graph` as a second session).
+    """
+    opset = default_opset(model)
+    if opset < OPSET:
+        raise ValueError(f"model opset {opset} < {OPSET}")
+    nodes, inits, outputs = _parts(
+        n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
+        output_name, lambda x: f"geoplant_post/{x}", lambda x: APPENDED_OUTPUTS[x],
+    )  # fmt: skip
+    top, graph, found = [], [], 0
+    for field, whole, payload in _fields(model):
+        if field != 7:
+            top.append(whole)
+            continue
+        found += 1
+        for g_field, g_whole, g_payload in _fields(payload):
+            if g_field == 12 and _first_string(g_payload, 1) == output_name:
+                continue  # the raw output is no longer a graph output
+            graph.append(g_whole)
+    if found != 1:
+        raise ValueError("the model has no single graph")
+    graph += [_bytes(1, n) for n in nodes] + [_bytes(5, t) for t in inits] + [_bytes(12, o) for o in outputs]
+    return b"".join(top) + _bytes(7, b"".join(graph))
