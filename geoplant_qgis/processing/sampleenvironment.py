@@ -1,0 +1,195 @@
+"""``geoplant:sampleenvironment``: raster values at survey points or grid cells, as a GeoPlant
+environmental-values CSV. Layers become paths and plain arrays here; core does the work."""
+
+from __future__ import annotations
+
+import numpy as np
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core.extract import GridArea, Points
+from ..core.progress import Progress
+from .base import GeoPlantAlgorithm
+
+ID_FIELD = "surveyId"
+
+
+def _given(parameters, name) -> bool:
+    value = parameters.get(name)
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def crs_text(crs) -> str | None:
+    """'EPSG:xxxx' when the CRS has an authority id, else its WKT; None when invalid."""
+    if crs is None or not crs.isValid():
+        return None
+    return crs.authid() or crs.toWkt()
+
+
+def raster_path(layer) -> str:
+    from .predict import raster_layer_path
+
+    return raster_layer_path(layer)
+
+
+def add_location_parameters(alg, default_cell_size=100.0):
+    """POINTS, or a grid: EXTENT / AREA + CELL_SIZE + CRS."""
+    alg.addParameter(
+        QgsProcessingParameterFeatureSource(
+            "POINTS", alg.tr("Survey points (with a surveyId field)"), [QgsProcessing.TypeVectorPoint],
+            optional=True,
+        )
+    )  # fmt: skip
+    alg.addParameter(QgsProcessingParameterExtent("EXTENT", alg.tr("Grid extent"), optional=True))
+    alg.addParameter(
+        QgsProcessingParameterFeatureSource(
+            "AREA", alg.tr("Grid area (polygons)"), [QgsProcessing.TypeVectorPolygon], optional=True
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            "CELL_SIZE", alg.tr("Grid cell size (metres)"), QgsProcessingParameterNumber.Double,
+            default_cell_size, minValue=0.001,
+        )
+    )  # fmt: skip
+    alg.addParameter(
+        QgsProcessingParameterCrs("CRS", alg.tr("Grid CRS (projected)"), "EPSG:3035", optional=True)
+    )
+
+
+def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points | None:
+    """The POINTS layer as ids + coordinates in its CRS (None when not given)."""
+    if not _given(parameters, "POINTS"):
+        return None
+    source = alg.parameterAsSource(parameters, "POINTS", context)
+    if source is None:
+        raise QgsProcessingException("The POINTS layer cannot be read.")
+    names = source.fields().names()
+    field = next((n for n in names if n.lower() == ID_FIELD.lower()), None)
+    if field is None:
+        raise QgsProcessingException(
+            f"The POINTS layer has no '{ID_FIELD}' field (fields: {', '.join(names) or 'none'}). "
+            f"Load surveys with geoplant:loadobservations or add a {ID_FIELD} field."
+        )
+    index = names.index(field)
+    ids, xs, ys = [], [], []
+    for feature in source.getFeatures():
+        if feedback is not None and feedback.isCanceled():
+            break
+        geometry = feature.geometry()
+        if geometry is None or geometry.isEmpty():
+            continue
+        point = geometry.vertexAt(0)
+        value = feature.attributes()[index]
+        if value is None or (hasattr(value, "isNull") and value.isNull()):
+            continue
+        if integer_ids or isinstance(value, float):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise QgsProcessingException(f"{ID_FIELD} '{value}' is not a whole number.") from None
+            if not number.is_integer() or number < 0:
+                raise QgsProcessingException(f"{ID_FIELD} '{value}' is not a whole number.")
+            value = int(number)
+        ids.append(value)
+        xs.append(point.x())
+        ys.append(point.y())
+    if not ids:
+        raise QgsProcessingException("The POINTS layer has no point with a surveyId.")
+    array = (
+        np.array(ids, dtype=np.int64) if all(isinstance(i, int) for i in ids) else np.array(ids, dtype=object)
+    )
+    return Points(array, np.array(xs), np.array(ys), crs_text(source.sourceCrs()))
+
+
+def read_grid(alg, parameters, context, feedback) -> GridArea | None:
+    """The grid from EXTENT / AREA / CELL_SIZE / CRS (None when neither EXTENT nor AREA)."""
+    extent = extent_crs = None
+    if _given(parameters, "EXTENT"):
+        rect = alg.parameterAsExtent(parameters, "EXTENT", context)
+        if not rect.isNull() and not rect.isEmpty():
+            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+            extent_crs = crs_text(alg.parameterAsExtentCrs(parameters, "EXTENT", context))
+    area = area_crs = None
+    if _given(parameters, "AREA"):
+        source = alg.parameterAsSource(parameters, "AREA", context)
+        if source is None:
+            raise QgsProcessingException("The AREA layer cannot be read.")
+        area = []
+        for feature in source.getFeatures():
+            if feedback is not None and feedback.isCanceled():
+                break
+            geometry = feature.geometry()
+            if geometry is not None and not geometry.isEmpty():
+                area.append(bytes(geometry.asWkb()))
+        if not area:
+            raise QgsProcessingException("The AREA layer has no polygon.")
+        area_crs = crs_text(source.sourceCrs())
+    if extent is None and area is None:
+        return None
+    crs = (
+        crs_text(alg.parameterAsCrs(parameters, "CRS", context)) if _given(parameters, "CRS") else None
+    ) or "EPSG:3035"
+    cell_size = alg.parameterAsDouble(parameters, "CELL_SIZE", context)
+    return GridArea(crs, cell_size, extent, extent_crs, area, area_crs)
+
+
+class SampleEnvironmentAlgorithm(GeoPlantAlgorithm):
+    ALGORITHM_ID = "sampleenvironment"
+    DISPLAY_NAME = "Sample environmental rasters"
+    HELP = (
+        "Values of RASTERS at survey POINTS (a layer with a surveyId field, e.g. from "
+        "geoplant:loadobservations), or at the centres of a grid (EXTENT / AREA, CELL_SIZE, CRS), "
+        "written as a GeoPlant environmental-values CSV: surveyId (or cellId, x, y) then one column "
+        "per variable; nodata is left empty. A point takes the value of the pixel containing it "
+        "(no interpolation), as geoplant:predict does. Variables are named by band description, "
+        "else by file name (one-band rasters); MAPPING (variable=path[#band];... or a CSV file "
+        "variable,path,band) adds or renames variables."
+    )
+    REQUIRES = ("numpy", "rasterio")
+
+    def initAlgorithm(self, config=None):
+        add_location_parameters(self)
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "RASTERS", self.tr("Rasters"), QgsProcessing.TypeRaster, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "MAPPING", self.tr("Variable mapping (variable=path[#band];... or a CSV file)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT", self.tr("Environmental values"), "CSV files (*.csv)"
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("ROWS", self.tr("Rows written")))
+
+    def run(self, parameters, context, feedback, progress=None, *rest):
+        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
+            extra = ([] if progress is None else [progress]) + list(rest)
+            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+        from ..core.extract import sample_environment
+
+        rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)]
+        mapping = self.parameterAsString(parameters, "MAPPING", context) or None
+        points = read_points(self, parameters, context, feedback)
+        grid = None if points is not None else read_grid(self, parameters, context, feedback)
+        if points is None and grid is None:
+            raise QgsProcessingException("Give POINTS, or an EXTENT or an AREA for a grid.")
+        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        result = sample_environment(output, rasters, mapping, points=points, grid=grid, progress=progress)
+        return {"OUTPUT": result.path, "ROWS": result.rows}
