@@ -432,9 +432,18 @@ def test_no_second_run_on_top_and_cancel_leaves_nothing(dock, world, project):
     assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
     assert dock.start_run() is False
     assert "A run is in progress." in dock.last_message
-    dock.cancel_run()
+    # cancel mid-run, once the first blocks are done
+    seen = []
+
+    def on_progress(percent):
+        seen.append(percent)
+        if percent > 0 and dock.run is not None and not dock.run.cancelled:
+            dock.cancel_run()
+
+    dock.run.progressChanged.connect(on_progress)
     assert dock.wait_for_run(120)
     assert "cancelled" in dock.last_message.lower()
+    assert seen and 0 < max(seen) < 100, seen
     assert os.listdir(world["out"]) == []
     assert project.layerTreeRoot().findGroup(dock.run_name) is None
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
@@ -485,3 +494,31 @@ def test_shutdown_removes_tools_and_rubber_bands_and_disconnects(qgis_iface, qgi
     QCoreApplication.processEvents()
     assert calls == [] and widget.input_table.rowCount() == rows_before
     widget.deleteLater()
+
+
+def test_drawing_a_rectangle_on_the_map_sets_the_area(dock, world, project, qgis_canvas):
+    from qgis.gui import QgsMapMouseEvent
+    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+    qgis_canvas.setExtent(QgsRectangle(X0, Y0 - 3000, X0 + 4000, Y0))
+    dock.rectangle_button.click()
+    tool = qgis_canvas.mapTool()
+    assert tool is dock.rectangle_tool
+    for kind, x, y in (
+        (QEvent.MouseButtonPress, 10, 10),
+        (QEvent.MouseMove, 60, 50),
+        (QEvent.MouseButtonRelease, 60, 50),
+    ):
+        event = QgsMapMouseEvent(qgis_canvas, kind, QPoint(x, y), Qt.LeftButton, Qt.LeftButton)
+        {
+            QEvent.MouseButtonPress: tool.canvasPressEvent,
+            QEvent.MouseMove: tool.canvasMoveEvent,
+            QEvent.MouseButtonRelease: tool.canvasReleaseEvent,
+        }[kind](event)
+    transform = qgis_canvas.getCoordinateTransform()
+    expected = QgsRectangle(
+        QgsPointXY(transform.toMapCoordinates(10, 10)), QgsPointXY(transform.toMapCoordinates(60, 50))
+    )
+    assert dock.area_geometry.isGeosEqual(QgsGeometry.fromRect(expected))
+    assert not dock.area_is_polygon and dock.area_text.startswith("drawn rectangle")
+    assert dock.area_display.geometry().boundingBox() == expected
