@@ -262,6 +262,13 @@ def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
     qgis_canvas.setExtent(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
     dock.use_canvas_extent()
     assert dock.area_geometry.boundingBox().contains(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
+    # past the limit, a warning with the numbers
+    dock.set_area(QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 100_000, X0 + 100_000, Y0)), dock.grid_crs())
+    dock.cell_size_spin.setValue(10.0)
+    assert dock.last_estimate.cells == 10_000 * 10_000
+    assert "100,000,000 cells is more than 25,000,000" in dock.estimate_warning.text()
+    dock.cell_size_spin.setValue(100.0)
+    assert dock.estimate_warning.text() == ""
     # a geographic grid CRS is refused with a reason
     dock.crs_widget.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
     assert any("projected CRS" in r for r in dock.run_blockers())
