@@ -320,8 +320,8 @@ def extract_patches(
 ) -> PatchResult:
     """``size`` x ``size`` patches of ``pixel_size`` m pixels in ``crs`` (the grid's CRS in grid
     mode), centred on each point, written as ``output_folder/CD/AB/<id>.tiff`` (GLC25 layout:
-    int16 with nodata -1 for integer rasters, float32 with NaN otherwise). Patches entirely
-    outside the raster are skipped (counted)."""
+    int16 with nodata -1 for integer rasters, float32 with NaN otherwise). Patches without a
+    single valid pixel (outside the raster or all nodata) are skipped and counted."""
     import rasterio
 
     progress = as_progress(progress)
@@ -399,10 +399,14 @@ def extract_patches(
     progress.info(
         f"Wrote {len(written)} patch(es) of {len(refs)} band(s), {size} x {size} px at {pixel_size:g} m "
         f"({patch_crs}) to {folder} in {seconds:.1f} s"
-        + (f"; skipped {skipped} entirely outside the raster." if skipped else ".")
+        + (
+            f"; skipped {skipped} without any valid pixel (outside the raster or all nodata)."
+            if skipped
+            else "."
+        )
     )
     if not written and skipped:
-        progress.warning("Every patch was outside the raster: check the points, the extent and the raster.")
+        progress.warning("No patch has a valid pixel: check the points, the extent and the raster.")
     return PatchResult(folder, written, skipped, seconds)
 
 

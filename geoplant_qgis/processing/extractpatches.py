@@ -1,0 +1,89 @@
+"""``geoplant:extractpatches``: GLC25-style Sentinel-2 patches around survey points or grid
+cells, cut by the same core code that feeds patch models in ``geoplant:predict``."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core.progress import Progress
+from .base import GeoPlantAlgorithm
+from .sampleenvironment import _given, add_location_parameters, crs_text, raster_path, read_grid, read_points
+
+
+class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
+    ALGORITHM_ID = "extractpatches"
+    DISPLAY_NAME = "Extract satellite patches"
+    HELP = (
+        "Cuts SIZE x SIZE patches of PIXEL_SIZE-metre pixels (north up, centred on each point) from "
+        "RASTER (a Sentinel-2 image or mosaic in any CRS) around survey POINTS (surveyId field) or "
+        "the cells of a grid (EXTENT / AREA, CELL_SIZE, CRS; ids are row * width + column), and "
+        "writes them as GLC25-style GeoTIFFs OUTPUT_FOLDER/CD/AB/<id>.tiff (CD: the id's last two "
+        "digits, AB: the two before): int16, nodata -1, in CRS (default EPSG:3035, LAEA Europe). "
+        "BANDS default to the bands described red, green, blue, nir. Resampling is nearest "
+        "neighbour: each patch pixel is the raster pixel containing its centre."
+    )
+    REQUIRES = ("numpy", "rasterio")
+
+    def initAlgorithm(self, config=None):
+        add_location_parameters(self)
+        self.addParameter(QgsProcessingParameterRasterLayer("RASTER", self.tr("Satellite raster")))
+        self.addParameter(
+            QgsProcessingParameterBand(
+                "BANDS", self.tr("Bands (default: red, green, blue, nir by description)"), None, "RASTER",
+                optional=True, allowMultiple=True,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "SIZE", self.tr("Patch size (pixels)"), QgsProcessingParameterNumber.Integer, 64,
+                minValue=1, maxValue=4096,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "PIXEL_SIZE", self.tr("Pixel size (metres)"), QgsProcessingParameterNumber.Double, 10.0,
+                minValue=0.001,
+            )
+        )  # fmt: skip
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", self.tr("Output folder")))
+        self.addOutput(QgsProcessingOutputNumber("COUNT", self.tr("Patches written")))
+        self.addOutput(QgsProcessingOutputNumber("SKIPPED", self.tr("Patches outside the raster")))
+
+    def run(self, parameters, context, feedback, progress=None, *rest):
+        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
+            extra = ([] if progress is None else [progress]) + list(rest)
+            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+        from ..core.extract import extract_patches
+
+        layer = self.parameterAsRasterLayer(parameters, "RASTER", context)
+        if layer is None:
+            raise QgsProcessingException("Choose the RASTER to cut patches from.")
+        bands = self.parameterAsInts(parameters, "BANDS", context) if _given(parameters, "BANDS") else None
+        points = read_points(self, parameters, context, feedback, integer_ids=True)
+        grid = None if points is not None else read_grid(self, parameters, context, feedback)
+        if points is None and grid is None:
+            raise QgsProcessingException("Give POINTS, or an EXTENT or an AREA for a grid.")
+        crs = (
+            crs_text(self.parameterAsCrs(parameters, "CRS", context)) if _given(parameters, "CRS") else None
+        ) or ("EPSG:3035")
+        folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
+        result = extract_patches(
+            folder,
+            raster_path(layer),
+            bands=bands or None,
+            size=self.parameterAsInt(parameters, "SIZE", context),
+            pixel_size=self.parameterAsDouble(parameters, "PIXEL_SIZE", context),
+            points=points,
+            grid=grid,
+            crs=crs,
+            progress=progress,
+        )
+        return {"OUTPUT_FOLDER": result.folder, "COUNT": len(result.paths), "SKIPPED": result.skipped}
