@@ -46,6 +46,8 @@ TOPK_NODATA = -1
 #: memory one block may use (inputs + model output + outputs), bytes
 BLOCK_BUDGET_BYTES = 128 * 1024 * 1024
 MAX_BLOCK_CELLS = 65536
+#: GDAL block cache during a run, MB
+GDAL_CACHE_MB = 64
 _DONE = object()
 
 
@@ -435,9 +437,14 @@ def predict(
             )
             for k, s in specs.items()
         }
-        valid_total = _run_blocks(
-            grid, inputs, model, post, writers, area, area_crs, block_cells, progress, area_mask
-        )
+        import rasterio
+
+        # GDAL's block cache (5% of RAM by default) would otherwise grow with the area
+        # (written tiles, source tiles): cap it for the run so memory stays flat.
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            valid_total = _run_blocks(
+                grid, inputs, model, post, writers, area, area_crs, block_cells, progress, area_mask
+            )
     finally:
         inputs.close()
 
