@@ -161,3 +161,26 @@ def test_real_sentinel2_band(geoplant_provider, samples_dir, tmp_path):
     expected = data[0, np.floor(row).astype(int), np.floor(col).astype(int)]
     sure = np.minimum(np.abs(col - np.rint(col)), np.abs(row - np.rint(row))) > 1e-6
     np.testing.assert_array_equal(got[sure], expected[sure])
+
+
+def test_round_trip_through_loadpatches(geoplant_provider, s2, tmp_path):
+    """extractpatches then geoplant:loadpatches gives back the same pixels, CRS and placement."""
+    import processing
+
+    path, data = s2
+    lon, lat = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True).transform(
+        [567500.0, 568800.0], [4833500.0, 4832500.0]
+    )
+    dataset = tmp_path / "dataset" / "SatelitePatches" / "PA-test"
+    run({"POINTS": point_layer(list(zip(lon, lat, strict=True)), [5000108, 1322301]), "RASTER": path,
+         "OUTPUT_FOLDER": str(dataset)})  # fmt: skip
+    loaded = tmp_path / "loaded"
+    result = processing.run(
+        "geoplant:loadpatches", {"INPUT": str(tmp_path / "dataset"), "OUTPUT_FOLDER": str(loaded)}
+    )
+    assert result["COUNT"] == 2
+    for rel in ("08/01/5000108.tiff", "01/23/1322301.tiff"):
+        with rasterio.open(dataset / rel) as a, rasterio.open(loaded / rel) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.transform == b.transform and b.crs.to_epsg() == 3035
+            assert b.descriptions == ("red", "green", "blue", "nir")

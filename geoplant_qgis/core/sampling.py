@@ -27,7 +27,7 @@ from .grid import parse_crs, projected_crs
 from .sources import BandRef
 
 #: largest source window (pixels x bands) read at once; bigger spans are read tile by tile
-MAX_WINDOW_VALUES = 1 << 25
+MAX_WINDOW_VALUES = 1 << 23
 #: largest resampled patch grid (pixels x channels) per chunk of points
 MAX_FINE_VALUES = 1 << 25
 #: more distinct sub-pixel offsets than this among the patches of a chunk: gather pixel by pixel
