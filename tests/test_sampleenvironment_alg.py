@@ -146,3 +146,49 @@ def test_real_surveys_across_europe(geoplant_provider, samples_dir, tmp_path):
     # the Montpellier CHELSA crop covers none or few of the surveys: the rest are empty
     expected, _ = expected_at(bio1, meta["lon"].to_numpy(), meta["lat"].to_numpy(), crs="EPSG:4326")
     np.testing.assert_array_equal(table["chelsa_bio1_montpellier"].to_numpy(), expected)
+
+
+def test_area_keeps_cells_whose_centre_is_inside(geoplant_provider, rasters, tmp_path):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    _, laea = rasters
+    area = QgsVectorLayer("Polygon?crs=EPSG:3035", "area", "memory")
+    f = QgsFeature()
+    # a triangle over 4 x 4 cells of 100 m; centres with (x - x0) + (y - y0) < 380 are inside
+    x0, y0 = X0 - 400, Y0 - 400
+    f.setGeometry(QgsGeometry.fromWkt(f"POLYGON(({x0} {y0},{x0 + 380} {y0},{x0} {y0 + 380},{x0} {y0}))"))
+    area.dataProvider().addFeatures([f])
+    out = tmp_path / "area.csv"
+    run({"AREA": area, "CELL_SIZE": 100, "RASTERS": [laea], "OUTPUT": str(out)})
+    table = pd.read_csv(out)
+    cx, cy = np.meshgrid(x0 + 50 + 100 * np.arange(4), y0 + 350 - 100 * np.arange(4))
+    inside = ((cx - x0) + (cy - y0)) < 380
+    assert table["cellId"].tolist() == np.flatnonzero(inside).tolist()
+    np.testing.assert_array_equal(table["x"], cx[inside])
+    np.testing.assert_array_equal(table["y"], cy[inside])
+    rows, cols = (3000 - (table["y"] - Y0)) // 10, (table["x"] - (X0 - 3000)) // 10
+    np.testing.assert_array_equal(table["elevation"], encode(rows, cols, 1))
+
+
+def test_cancel_leaves_nothing(rasters, tmp_path, monkeypatch):
+    from geoplant_qgis.core import extract
+    from geoplant_qgis.core.errors import CancelledError
+    from geoplant_qgis.core.progress import Progress
+
+    class CancelAfterFirstBlock(Progress):
+        blocks = 0
+
+        def set_progress(self, percent):
+            self.blocks += 1
+
+        def is_cancelled(self):
+            return self.blocks >= 1
+
+    monkeypatch.setattr(extract, "POINT_BLOCK", 10)
+    points = extract.Points(np.arange(50), np.full(50, X0), np.full(50, Y0), "EPSG:3035")
+    out = tmp_path / "out"
+    with pytest.raises(CancelledError):
+        extract.sample_environment(
+            out / "env.csv", [rasters[1]], points=points, progress=CancelAfterFirstBlock()
+        )
+    assert list(out.iterdir()) == []
