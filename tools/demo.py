@@ -125,9 +125,13 @@ def render_pairs(pairs, out_dir) -> list[str]:
     """PNG maps with PyQGIS print layouts: each pair (title, left, right, min, max, unit, png)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["GDAL_PAM_ENABLED"] = "NO"  # no .aux.xml statistics files next to the outputs
+    # QGIS tries to georeference the exported PNG in place, which GDAL's PNG driver cannot do;
+    # the export itself is checked through its status below
+    os.environ.setdefault("CPL_LOG", os.devnull)
     from qgis.core import (
         QgsApplication,
         QgsColorRampShader,
+        QgsCoordinateReferenceSystem,
         QgsLayoutExporter,
         QgsLayoutItemLabel,
         QgsLayoutItemLegend,
@@ -153,6 +157,7 @@ def render_pairs(pairs, out_dir) -> list[str]:
         project = QgsProject.instance()
         for title, panels, png in pairs:
             project.clear()
+            project.setCrs(QgsCoordinateReferenceSystem("EPSG:3035"))
             layout = QgsPrintLayout(project)
             layout.initializeDefaults()
             page = layout.pageCollection().page(0)
