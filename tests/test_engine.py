@@ -274,9 +274,12 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
             "geoplant_post/richness",
             "geoplant_post/topk",
         ]
-    x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
-    out = pipeline.run({"env": x})
-    p = activate(x.astype(np.float64) @ W + B, activation)[:, [4, 0, 2]]
+    assert pipeline.normalises == pipeline.fused  # in-graph normalisation only when fused
+    x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32) * 10 + 20
+    z = (x.astype(np.float64) * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
+    spec = loaded.card.inputs[0]
+    out = pipeline.run({"env": x if pipeline.normalises else spec.normalise(x)})
+    p = activate(z @ W + B, activation)[:, [4, 0, 2]]
     np.testing.assert_allclose(out["probabilities"], p, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(out["richness"], (p >= 0.3).sum(axis=1))
     ids = np.array([1, 10, 7])
@@ -699,3 +702,22 @@ def test_parameter_refusals(tmp_path, climate):
         engine.predict(model, climate, extent=EXTENT, species="10,999", output_richness=r)
     with pytest.raises(OutputError, match="same file name"):
         engine.predict(model, climate, extent=EXTENT, output_richness=r, output_topk=r)
+
+
+def test_fused_graph_is_valid_onnx(tmp_path):
+    """The model with normalisation prepended and post-processing appended passes onnx.checker."""
+    from geoplant_qgis.core.postprocess import append_postprocess, prepend_normalisation
+
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    loaded = engine.LoadedModel(model)
+    steps = [("env", *engine._affine(loaded.card.inputs[0]))]
+    data = prepend_normalisation(loaded.data, steps)
+    data = append_postprocess(data, "logits", 5, "sigmoid", species_ids=SPECIES_IDS, top_k=2, richness=True)
+    proto = onnx.load_from_string(data)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["geoplant_pre/env"]
+    assert [o.name for o in proto.graph.output] == ["geoplant_post/richness", "geoplant_post/topk"]
+    mul, add = steps[0][1:]
+    np.testing.assert_allclose(mul, [1.0, 0.08])  # scale / std
+    np.testing.assert_allclose(add, [-0.5, -1.6])  # -mean / std
+    assert proto.metadata_props[0].key == "geoplant"  # the card survives

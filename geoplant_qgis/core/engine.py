@@ -35,7 +35,13 @@ from .geotiff import (
     species_csv_text,
     topk_style_qml,
 )
-from .postprocess import APPENDED_OUTPUTS, append_postprocess, postprocess_graph
+from .postprocess import (
+    APPENDED_OUTPUTS,
+    PREPENDED_PREFIX,
+    append_postprocess,
+    postprocess_graph,
+    prepend_normalisation,
+)
 from .progress import as_progress
 
 DEFAULT_CRS = "EPSG:3035"
@@ -85,12 +91,15 @@ def _session(model, threads: int | None = None):
 
 
 class Pipeline:
-    """Model + post-processing: ``run(feeds)`` -> {"richness"|"topk"|"probabilities": array}.
+    """Model + pre/post-processing: ``run(feeds)`` -> {"richness"|"topk"|"probabilities": array}.
 
-    Preferably one onnxruntime session on the model with the post-processing appended to
-    its graph (:func:`.postprocess.append_postprocess`: the activation can fuse into the
-    last layer and the raw [N, S] output never reaches Python); otherwise (opset < 13,
-    external weights...) the model's session followed by the post-processing graph.
+    Preferably one onnxruntime session on the model with the card's normalisation
+    prepended (:func:`.postprocess.prepend_normalisation`) and the post-processing
+    appended (:func:`.postprocess.append_postprocess`) to its graph: the activation can
+    fuse into the last layer, the raw [N, S] output never reaches Python and the
+    normalisation runs multi-threaded. Otherwise (opset < 13, external weights...) the
+    model's own session followed by the post-processing graph, normalising in numpy
+    (``normalises`` tells which).
     """
 
     def __init__(self, model: LoadedModel, columns, **options):
@@ -100,11 +109,20 @@ class Pipeline:
         args = dict(columns=subset, species_ids=[card.species[c].id for c in columns], **options)
         wanted = [k for k in ("richness", "topk", "probabilities") if _requested(k, options)]
         self.fused = False
+        self.normalises = False
+        self.rename = {}
         try:
-            graph = append_postprocess(model.data, card.output.name, n, card.output.activation, **args)
+            steps = [(spec.name, *_affine(spec)) for spec in card.inputs]
+            data = prepend_normalisation(model.data, steps)
+            graph = append_postprocess(data, card.output.name, n, card.output.activation, **args)
             self.session = _session(graph, model.threads)
             self.names = [APPENDED_OUTPUTS[k] for k in wanted]
-            self.fused = True
+            self.rename = {
+                name: PREPENDED_PREFIX + name
+                for name, mul, add in steps
+                if mul is not None or add is not None
+            }
+            self.fused = self.normalises = True
         except Exception:  # fall back to two sessions (the model as it is)
             self.model_session = _session(model.path, model.threads)
             self.session = _session(postprocess_graph(n, card.output.activation, **args), model.threads)
@@ -113,9 +131,25 @@ class Pipeline:
         self.raw_name = card.output.name
 
     def run(self, feeds: dict) -> dict:
-        if not self.fused:
+        if self.fused:
+            feeds = {self.rename.get(k, k): v for k, v in feeds.items()}
+        else:
             feeds = {"raw": self.model_session.run([self.raw_name], feeds)[0]}
         return dict(zip(self.keys, self.session.run(self.names, feeds), strict=True))
+
+
+def _affine(spec):
+    """The card's ``(x * scale - mean) / std`` as ``x * mul + add`` (None when not needed),
+    shaped to broadcast against the input tensor like :meth:`InputSpec.normalise`."""
+    ndim = len(spec.tensor_shape(1))
+    std = spec._stat(spec.std, 1.0, ndim) if spec.std else None
+    mean = spec._stat(spec.mean, 0.0, ndim) if spec.mean else None
+    mul = add = None
+    if spec.scale != 1.0 or std is not None:
+        mul = np.asarray(np.float32(spec.scale) / (std if std is not None else np.float32(1.0)), np.float32)
+    if mean is not None:
+        add = np.asarray(-mean / (std if std is not None else np.float32(1.0)), np.float32)
+    return mul, add
 
 
 def _requested(key, options) -> bool:
@@ -173,18 +207,31 @@ class _Inputs:
     def cell_bytes(self) -> int:
         return sum(4 * math.prod(spec.tensor_shape(1)) for spec in self.specs)
 
-    def prepare(self, xs, ys):
-        """Cell centres -> (feeds of the valid cells, valid bool [N])."""
+    def prepare(self, xs, ys, normalise: bool = True):
+        """Cell centres -> (feeds of the valid cells, valid bool [N]).
+
+        ``fill`` replaces NaN (a raw value); otherwise a cell with any NaN is invalid. With
+        ``normalise=False`` the card's normalisation is left to the graph.
+        """
         n = len(xs)
         valid = np.ones(n, dtype=bool)
         tensors = {}
         for spec, sampler in zip(self.specs, self.samplers, strict=True):
-            raw = sampler.sample(xs, ys)
-            if spec.kind == "cube":  # [N, V] in C order -> [N, *shape]: per-axis statistics broadcast
-                raw = raw.reshape(spec.tensor_shape(n))
-            tensor, ok = spec.prepare(raw)
-            valid &= ok
-            tensors[spec.name] = tensor
+            raw = np.asarray(sampler.sample(xs, ys), dtype=np.float32)
+            raw = raw.reshape(spec.tensor_shape(n))  # cube: [N, V] in C order -> [N, *shape]
+            flat = raw.reshape(n, -1)
+            if spec.fill is not None:
+                missing = np.isnan(raw)
+                if missing.any():
+                    raw[missing] = np.float32(spec.fill)
+            else:
+                # a NaN anywhere makes the row's sum NaN: one vectorised pass, no boolean copy
+                with np.errstate(invalid="ignore", over="ignore"):
+                    bad = np.isnan(flat.sum(axis=1))
+                if bad.any():  # inf - inf also gives NaN: confirm with isnan on those rows only
+                    bad[bad] = np.isnan(flat[bad]).any(axis=1)
+                valid &= ~bad
+            tensors[spec.name] = spec.normalise(raw) if normalise else raw
         if valid.all():
             feeds = {k: np.ascontiguousarray(t, dtype=np.float32) for k, t in tensors.items()}
         else:
@@ -489,7 +536,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                     inside = np.asarray(mask, dtype=bool).ravel()
                     xs, ys = xs[inside], ys[inside]
                 if len(xs):
-                    feeds, valid = inputs.prepare(xs, ys)
+                    feeds, valid = inputs.prepare(xs, ys, normalise=not post.normalises)
                 else:
                     feeds, valid = None, np.zeros(0, dtype=bool)
                 if inside is not None:
@@ -648,7 +695,7 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     try:
         for start in range(0, len(xs), batch):
             stop = min(start + batch, len(xs))
-            feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop])
+            feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop], normalise=not post.normalises)
             if valid.any():
                 probs = post.run(feeds)["probabilities"]
                 out[start:stop][valid] = probs

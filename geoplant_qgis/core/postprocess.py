@@ -310,3 +310,54 @@ def append_postprocess(
         raise ValueError("the model has no single graph")
     graph += [_bytes(1, n) for n in nodes] + [_bytes(5, t) for t in inits] + [_bytes(12, o) for o in outputs]
     return b"".join(top) + _bytes(7, b"".join(graph))
+
+
+# --- prepending the normalisation ------------------------------------------------------
+
+PREPENDED_PREFIX = "geoplant_pre/"
+
+
+def prepend_normalisation(
+    model: bytes, inputs: Sequence[tuple[str, np.ndarray | None, np.ndarray | None]]
+) -> bytes:
+    """The model's bytes with ``x * mul + add`` computed in the graph for each named input.
+
+    ``inputs``: (input name, mul, add) with float32 arrays broadcasting against the input
+    tensor without its batch axis (None: skip that step). The graph input ``name`` is
+    renamed ``geoplant_pre/<name>``; the new nodes come first and produce ``name``, so the
+    rest of the graph is untouched. Callers then feed raw (scaled) values under the new
+    names.
+    """
+    inputs = [(n, m, a) for n, m, a in inputs if m is not None or a is not None]
+    if not inputs:
+        return model
+    nodes, inits = [], []
+    for name, mul, add in inputs:
+        current = PREPENDED_PREFIX + name
+        if mul is not None:
+            target = name if add is None else f"{PREPENDED_PREFIX}{name}/scaled"
+            inits.append(_tensor(f"{PREPENDED_PREFIX}{name}/mul", np.asarray(mul, np.float32)))
+            nodes.append(_node("Mul", [current, f"{PREPENDED_PREFIX}{name}/mul"], [target], target + "/node"))
+            current = target
+        if add is not None:
+            inits.append(_tensor(f"{PREPENDED_PREFIX}{name}/add", np.asarray(add, np.float32)))
+            nodes.append(_node("Add", [current, f"{PREPENDED_PREFIX}{name}/add"], [name], name + "/add_node"))
+    renamed = {n for n, _, _ in inputs}
+    top, found = [], 0
+    graph = [_bytes(1, n) for n in nodes]
+    for field, whole, payload in _fields(model):
+        if field != 7:
+            top.append(whole)
+            continue
+        found += 1
+        for g_field, g_whole, g_payload in _fields(payload):
+            if g_field == 11 and _first_string(g_payload, 1) in renamed:
+                old = _first_string(g_payload, 1)
+                rest = b"".join(w for f, w, _ in _fields(g_payload) if f != 1)
+                g_whole = _bytes(11, _str(1, PREPENDED_PREFIX + old) + rest)
+                renamed.discard(old)
+            graph.append(g_whole)
+    if found != 1 or renamed:
+        raise ValueError("the model has no single graph with these inputs")
+    graph += [_bytes(5, t) for t in inits]
+    return b"".join(top) + _bytes(7, b"".join(graph))
