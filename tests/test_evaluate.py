@@ -249,3 +249,116 @@ def test_processing_evaluate_bad_inputs(tmp_path, geoplant_provider):
             {"SURVEYS": outside, "PREDICTIONS": [good], "OUTPUT_REPORT": str(tmp_path / "r.html")},
         )
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("aggregate", [True, False])
+def test_processing_evaluate_surveys_from_loadobservations_layer(tmp_path, geoplant_provider, aggregate):
+    """The point layer from loadobservations (per survey or per row) gives the same scores as the CSV."""
+    import processing
+
+    pred = _write_predictions(tmp_path / "p.tif", ["a (10)", "b (20)", "c (30)", "d (40)"])
+    surveys = _pa_csv(
+        tmp_path / "pa.csv",
+        [
+            (1, 3_801_500, 2_295_500, [10, 30]),
+            (2, 3_803_500, 2_291_500, [20]),
+            (3, 3_808_500, 2_292_500, [40]),
+        ],
+    )
+    layer = processing.run(
+        "geoplant:loadobservations",
+        {"INPUT": surveys, "AGGREGATE": aggregate, "OUTPUT": str(tmp_path / "obs.gpkg")},
+    )["OUTPUT"]
+    out = processing.run(
+        "geoplant:evaluate",
+        {"SURVEYS": layer, "PREDICTIONS": [pred], "TOP_K": 2, "OUTPUT_REPORT": str(tmp_path / "r.html")},
+    )
+    assert out["SURVEYS_EVALUATED"] == 3
+    assert out["F1"] == pytest.approx((1.0 + 0.0 + 2 / 3) / 3)
+    assert out["BASELINE_F1"] is None
+
+
+def _linear_model(path, weights, bias):
+    """A hand-made ONNX model: logits = x * weights + bias on one point variable 'Elev'."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from geoplant_qgis.core.modelcard import embed_model_card
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, len(weights)], list(map(float, weights)))
+    b = helper.make_tensor("b", TensorProto.FLOAT, [len(weights)], list(map(float, bias)))
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["logits"])],
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", len(weights)])],
+        initializer=[w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    card = {
+        "format": "geoplant-onnx/1",
+        "species": [{"id": 10 * (i + 1), "name": f"s{i}"} for i in range(len(weights))],
+        "output": {"name": "logits", "activation": "sigmoid"},
+        "inputs": [{"name": "x", "kind": "point", "variables": ["Elev"]}],
+    }
+    onnx.save(embed_model_card(model, card), path)
+    return str(path)
+
+
+def test_processing_evaluate_with_a_model(tmp_path, geoplant_provider):
+    """MODEL + RASTERS: the model is run at the surveys; scores equal the hand computation."""
+    import processing
+    import rasterio
+    from rasterio.transform import from_origin
+
+    model = _linear_model(tmp_path / "m.onnx", weights=[1.0, -1.0, 0.5], bias=[0.0, 0.0, 0.2])
+    elev = tmp_path / "Elev.tif"
+    data = np.array([[2.0, -2.0], [0.1, -0.1]], dtype=np.float32)  # 4 cells of 1 km
+    with rasterio.open(
+        elev,
+        "w",
+        driver="GTiff",
+        width=2,
+        height=2,
+        count=1,
+        dtype="float32",
+        crs="EPSG:3035",
+        transform=from_origin(3_800_000, 2_300_000, 1000, 1000),
+    ) as dst:
+        dst.write(data, 1)
+    # survey in each cell; species ids 10 (w=1), 20 (w=-1), 30 (w=0.5, b=0.2)
+    surveys = _pa_csv(
+        tmp_path / "pa.csv",
+        [
+            (1, 3_800_500, 2_299_500, [10]),  # x=2: logits 2, -2, 1.2 -> top-1 10: F1 1
+            (2, 3_801_500, 2_299_500, [10]),  # x=-2: -2, 2, -0.8 -> top-1 20: F1 0
+            (3, 3_800_500, 2_298_500, [30, 20]),  # x=0.1: 0.1, -0.1, 0.25 -> top-1 30: 2/(1+2)
+            (4, 3_801_500, 2_298_500, [20]),  # x=-0.1: -0.1, 0.1, 0.15 -> top-1 30: F1 0
+        ],
+    )
+    out = processing.run(
+        "geoplant:evaluate",
+        {
+            "SURVEYS": surveys,
+            "MODEL": model,
+            "RASTERS": [str(elev)],
+            "TOP_K": 1,
+            "OUTPUT_REPORT": str(tmp_path / "r.html"),
+            "OUTPUT_TABLE": str(tmp_path / "t.csv"),
+        },
+    )
+    assert out["F1"] == pytest.approx((1 + 0 + 2 / 3 + 0) / 4)
+    table = pd.read_csv(out["OUTPUT_TABLE"])
+    assert table["top_k"].astype(str).tolist() == ["10", "20", "30", "30"]
+    x = np.array([2.0, -2.0, 0.1, -0.1])
+    logits = np.stack([x, -x, 0.5 * x + 0.2], axis=1)
+    expected_richness = (1 / (1 + np.exp(-logits))).sum(axis=1)
+    assert table["predicted_richness"].tolist() == pytest.approx(expected_richness, rel=1e-5)
+    labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1], [0, 1, 0]], dtype=bool)
+    assert out["AUC_MICRO"] == pytest.approx(brute_auc(labels.ravel(), logits.ravel()))
+    with pytest.raises(Exception, match="needs its input RASTERS"):
+        processing.run(
+            "geoplant:evaluate",
+            {"SURVEYS": surveys, "MODEL": model, "OUTPUT_REPORT": str(tmp_path / "x.html")},
+        )

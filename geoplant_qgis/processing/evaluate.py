@@ -11,7 +11,6 @@ import os
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -276,6 +275,3 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
         if table:
             outputs["OUTPUT_TABLE"] = table
         return outputs
-
-
-__all__ = ["EvaluateAlgorithm", "QgsProcessingException"]
