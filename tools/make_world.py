@@ -762,6 +762,9 @@ def ensure_world(out_dir, seed=0, size_km=30.0, **options) -> dict:
     spec = WorldSpec(seed=seed, size_km=float(size_km), **options)
     manifest = load_world(out_dir)
     if manifest is None or manifest.get("key") != spec.key():
+        stale = os.path.join(os.path.abspath(os.fspath(out_dir)), "world.json")
+        if os.path.exists(stale):
+            os.remove(stale)  # an interrupted regeneration must not look current
         make_world(out_dir, seed=seed, size_km=size_km, **options)
         manifest = load_world(out_dir)
     return manifest
