@@ -1,7 +1,8 @@
 """What every GeoPlant Processing algorithm shares.
 
-Subclasses implement ``initAlgorithm`` and ``run(parameters, context, feedback,
-progress)``; this base turns core's :class:`GeoPlantError` into a
+Subclasses implement ``initAlgorithm`` and ``execute(parameters, context, feedback,
+progress)``. Not ``run``: that is QgsProcessingAlgorithm's own method, which
+``processing.run()`` calls. This base turns core's :class:`GeoPlantError` into a
 ``QgsProcessingException`` (a plain message, no traceback) and hands core a
 :class:`FeedbackProgress` that forwards progress, log lines and cancellation.
 """
@@ -93,9 +94,9 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         try:
-            return self.run(parameters, context, feedback, FeedbackProgress(feedback))
+            return self.execute(parameters, context, feedback, FeedbackProgress(feedback))
         except GeoPlantError as error:
             raise QgsProcessingException(str(error)) from None
 
-    def run(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         raise NotImplementedError

@@ -23,7 +23,6 @@ from qgis.core import (
 
 from ..core.bundled import default_model_path
 from ..core.errors import InputDataError, MissingDependencyError
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
 
 
@@ -206,11 +205,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             raise InputDataError(f"{name} must be a point layer or a presence-absence CSV.")
         return surveys_from_layer(layer)
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        if not isinstance(progress, Progress):  # processing.run() -> QgsProcessingAlgorithm.run
-            from .styles import dispatch_qgis_run
-
-            return dispatch_qgis_run(self, parameters, context, feedback, progress, *rest)
+    def execute(self, parameters, context, feedback, progress):
         from ..core.evaluate import evaluate_surveys
 
         surveys, crs = self._surveys(parameters, "SURVEYS", context, progress)

@@ -4,7 +4,6 @@ cells, cut by the same core code that feeds patch models in ``geoplant:predict``
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
@@ -13,7 +12,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
 from .sampleenvironment import _given, add_location_parameters, crs_text, raster_path, read_grid, read_points
 
@@ -57,10 +55,7 @@ class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("COUNT", self.tr("Patches written")))
         self.addOutput(QgsProcessingOutputNumber("SKIPPED", self.tr("Patches outside the raster")))
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
-            extra = ([] if progress is None else [progress]) + list(rest)
-            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+    def execute(self, parameters, context, feedback, progress):
         from ..core.extract import extract_patches
 
         layer = self.parameterAsRasterLayer(parameters, "RASTER", context)

@@ -30,9 +30,8 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import OutputError
 from ..core.geoplant.observations import ReadStats, read_observations, survey_table
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
-from .styles import apply_on_load, dispatch_qgis_run, style_survey_points
+from .styles import apply_on_load, style_survey_points
 
 WGS84 = "EPSG:4326"
 _BATCH = 5_000
@@ -231,9 +230,7 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("COUNT", self.tr("Points written")))
         self.addOutput(QgsProcessingOutputNumber("MALFORMED", self.tr("Malformed rows skipped")))
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
-            return dispatch_qgis_run(self, parameters, context, feedback, progress, *rest)
+    def execute(self, parameters, context, feedback, progress):
         path = self.parameterAsFile(parameters, "INPUT", context)
         aggregate = self.parameterAsBoolean(parameters, "AGGREGATE", context)
         destination = self.parameterAsOutputLayer(parameters, "OUTPUT", context)

@@ -14,10 +14,9 @@ from qgis.core import (
 )
 
 from ..core.geoplant.patches import export_patches
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
 from .loadobservations import area_filter
-from .styles import StylePostProcessor, dispatch_qgis_run, style_true_colour
+from .styles import StylePostProcessor, style_true_colour
 
 
 class LoadPatchesAlgorithm(GeoPlantAlgorithm):
@@ -54,9 +53,7 @@ class LoadPatchesAlgorithm(GeoPlantAlgorithm):
         self.addOutput(QgsProcessingOutputRasterLayer("OUTPUT_VRT", self.tr("Patches mosaic")))
         self.addOutput(QgsProcessingOutputNumber("COUNT", self.tr("Patches written")))
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
-            return dispatch_qgis_run(self, parameters, context, feedback, progress, *rest)
+    def execute(self, parameters, context, feedback, progress):
         folder = self.parameterAsFile(parameters, "INPUT", context)
         metadata = self.parameterAsFile(parameters, "METADATA", context) or None
         output_folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingOutputString,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -13,7 +12,6 @@ from qgis.core import (
 
 from ..core.errors import OutputError
 from ..core.modelcard import ModelCard, read_model_card
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
 
 
@@ -89,10 +87,7 @@ class ModelInfoAlgorithm(GeoPlantAlgorithm):
         )  # fmt: skip
         self.addOutput(QgsProcessingOutputString("CARD_JSON", self.tr("Card (JSON)")))
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
-            extra = ([] if progress is None else [progress]) + list(rest)
-            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+    def execute(self, parameters, context, feedback, progress):
         model = self.parameterAsFile(parameters, "MODEL", context)
         card = read_model_card(model)
         for line in describe_card(card):

@@ -13,7 +13,6 @@ import os
 from qgis.core import (
     QgsColorRampShader,
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
@@ -33,7 +32,6 @@ from qgis.core import (
 )
 
 from ..core.bundled import default_model_path
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
 
 OUTPUTS = (
@@ -200,16 +198,7 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         value = parameters.get(name)
         return value is not None and not (isinstance(value, str) and not value.strip())
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        # GeoPlantAlgorithm.run(parameters, context, feedback, progress) shadows the Python binding of
-        # QgsProcessingAlgorithm.run(parameters, context, feedback, configuration, catchExceptions),
-        # which processing.run() calls: hand those calls to QGIS (they end in processAlgorithm).
-        if not isinstance(progress, Progress):
-            extra = ([] if progress is None else [progress]) + list(rest)
-            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
-        return self._predict(parameters, context, feedback, progress)
-
-    def _predict(self, parameters, context, feedback, progress):
+    def execute(self, parameters, context, feedback, progress):
         from ..core.engine import predict
 
         model = self.parameterAsFile(parameters, "MODEL", context)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
@@ -19,7 +18,6 @@ from qgis.core import (
 )
 
 from ..core.extract import GridArea, Points
-from ..core.progress import Progress
 from .base import GeoPlantAlgorithm
 
 ID_FIELD = "surveyId"
@@ -178,10 +176,7 @@ class SampleEnvironmentAlgorithm(GeoPlantAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber("ROWS", self.tr("Rows written")))
 
-    def run(self, parameters, context, feedback, progress=None, *rest):
-        if not isinstance(progress, Progress):  # QgsProcessingAlgorithm.run(..., configuration, catch)
-            extra = ([] if progress is None else [progress]) + list(rest)
-            return QgsProcessingAlgorithm.run(self, parameters, context, feedback, *extra)
+    def execute(self, parameters, context, feedback, progress):
         from ..core.extract import sample_environment
 
         rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)]

@@ -102,12 +102,3 @@ def apply_on_load(context, layer_id_or_path: str, style_function) -> bool:
     details = context.layerToLoadOnCompletionDetails(layer_id_or_path)
     details.setPostProcessor(StylePostProcessor.create(style_function))
     return True
-
-
-def dispatch_qgis_run(algorithm, parameters, context, feedback, configuration=None, *rest):
-    """Forward a call meant for ``QgsProcessingAlgorithm.run`` (which ``GeoPlantAlgorithm.run``
-    shadows: processing.run() calls ``alg.run(parameters, context, feedback, {}, False)``)."""
-    from qgis.core import QgsProcessingAlgorithm
-
-    args = [configuration if configuration is not None else {}, *rest]
-    return QgsProcessingAlgorithm.run(algorithm, parameters, context, feedback, *args)
