@@ -12,11 +12,24 @@ import pytest
 from support import ROOT, build_plugin, headless_env, install_into, install_plugin, qgis_process
 
 LOAD_SCRIPT = ROOT / "tests" / "scripts" / "load_plugin.py"
-REQUIRED_METADATA = ["name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
-                     "repository"]
+REQUIRED_METADATA = [
+    "name",
+    "qgisMinimumVersion",
+    "description",
+    "about",
+    "version",
+    "author",
+    "email",
+    "repository",
+]
 # Algorithms that need only QGIS, numpy, rasterio and pandas: they must register without onnxruntime.
-WITHOUT_ONNXRUNTIME = {"geoplant:loadobservations", "geoplant:loadpatches", "geoplant:sampleenvironment",
-                       "geoplant:extractpatches", "geoplant:evaluate"}
+WITHOUT_ONNXRUNTIME = {
+    "geoplant:loadobservations",
+    "geoplant:loadpatches",
+    "geoplant:sampleenvironment",
+    "geoplant:extractpatches",
+    "geoplant:evaluate",
+}
 NEED_ONNXRUNTIME = {"geoplant:predict", "geoplant:modelinfo"}
 
 
@@ -121,8 +134,13 @@ def test_loads_unloads_and_reloads_like_qgis_does(installed_profile):
     assert NEED_ONNXRUNTIME | WITHOUT_ONNXRUNTIME <= set(loaded["algorithms"])
     assert seen["dock_opened"] == 1
     assert not [m for m in seen["messages"] if "Missing" in m or "cannot" in m], seen["messages"]
-    assert seen["unloaded"] == {"providers_named_geoplant": 0, "algorithms": [], "toolbar_actions": [],
-                                "menu_actions": [], "docks": 0}
+    assert seen["unloaded"] == {
+        "providers_named_geoplant": 0,
+        "algorithms": [],
+        "toolbar_actions": [],
+        "menu_actions": [],
+        "docks": 0,
+    }
     assert seen["reloaded"] == loaded | {"docks": 0}
 
 
@@ -132,8 +150,12 @@ def test_package_zip_installs_and_loads_without_onnxruntime(tmp_path):
     archive = ROOT / "dist" / f"geoplant_qgis-{version}.zip"
     with zipfile.ZipFile(archive) as zipped:
         names = set(zipped.namelist())
-        assert {"geoplant_qgis/metadata.txt", "geoplant_qgis/__init__.py", "geoplant_qgis/resources_rc.py",
-                "geoplant_qgis/icons/geoplant.svg"} <= names
+        assert {
+            "geoplant_qgis/metadata.txt",
+            "geoplant_qgis/__init__.py",
+            "geoplant_qgis/resources_rc.py",
+            "geoplant_qgis/icons/geoplant.svg",
+        } <= names
         assert not [n for n in names if "__pycache__" in n or "/_deps/" in n]
         # What QGIS's "Install from ZIP" does: unpack into the profile's plugins folder.
         plugins = tmp_path / "plugins"
@@ -157,16 +179,18 @@ def test_qgis_process_lists_the_algorithms(installed_profile):
 
 @pytest.mark.qgis_process
 def test_qgis_process_runs_an_algorithm(installed_profile, tmp_path):
-    from geoplant_qgis.core.modelcard import embed_model_card
     from tiny_models import linear_point_model
+
+    from geoplant_qgis.core.modelcard import embed_model_card
 
     model_path = tmp_path / "tiny.onnx"
     model, card = linear_point_model()
     embed_model_card(model, card)
     model_path.write_bytes(model.SerializeToString())
     out_json = tmp_path / "card.json"
-    done = qgis_process(installed_profile, "run", "geoplant:modelinfo", "--",
-                        f"MODEL={model_path}", f"OUTPUT_JSON={out_json}")
+    done = qgis_process(
+        installed_profile, "run", "geoplant:modelinfo", "--", f"MODEL={model_path}", f"OUTPUT_JSON={out_json}"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(out_json.read_text())["species"] == card.to_dict()["species"]
 

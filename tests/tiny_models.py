@@ -9,11 +9,13 @@ from onnx import TensorProto, helper, numpy_helper
 from geoplant_qgis.core.modelcard import ModelCard
 
 
-def linear_point_model(weights=None, bias=None, variables=("Bio1", "Bio12"), activation="sigmoid",
-                       species=None):
+def linear_point_model(
+    weights=None, bias=None, variables=("Bio1", "Bio12"), activation="sigmoid", species=None
+):
     """logits = x @ W + b over point variables. Returns (onnx ModelProto, ModelCard)."""
-    weights = np.asarray(weights if weights is not None else [[0.5, -1.0, 0.0], [0.25, 0.5, -2.0]],
-                         dtype=np.float32)
+    weights = np.asarray(
+        weights if weights is not None else [[0.5, -1.0, 0.0], [0.25, 0.5, -2.0]], dtype=np.float32
+    )
     bias = np.asarray(bias if bias is not None else np.zeros(weights.shape[1]), dtype=np.float32)
     n_vars, n_species = weights.shape
     assert n_vars == len(variables)
@@ -28,12 +30,14 @@ def linear_point_model(weights=None, bias=None, variables=("Bio1", "Bio12"), act
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    card = ModelCard.from_dict({
-        "format": "geoplant-onnx/1",
-        "name": "tiny linear",
-        "species": species,
-        "output": {"name": "logits", "activation": activation},
-        "inputs": [{"name": "env", "kind": "point", "variables": list(variables)}],
-        "grid": {"crs": "EPSG:3035", "cell_size_m": 100},
-    })
+    card = ModelCard.from_dict(
+        {
+            "format": "geoplant-onnx/1",
+            "name": "tiny linear",
+            "species": species,
+            "output": {"name": "logits", "activation": activation},
+            "inputs": [{"name": "env", "kind": "point", "variables": list(variables)}],
+            "grid": {"crs": "EPSG:3035", "cell_size_m": 100},
+        }
+    )
     return model, card

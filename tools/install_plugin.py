@@ -126,10 +126,16 @@ def uninstall(profile_root: Path, profile: str = "default") -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", type=Path, default=Path("build/plugin") / PLUGIN_NAME)
-    parser.add_argument("--profile-root", type=Path, default=None, help="default: $QGIS_CUSTOM_CONFIG_PATH "
-                        "or ~/.local/share/QGIS/QGIS3")
+    parser.add_argument(
+        "--profile-root",
+        type=Path,
+        default=None,
+        help="default: $QGIS_CUSTOM_CONFIG_PATH " "or ~/.local/share/QGIS/QGIS3",
+    )
     parser.add_argument("--profile", default="default")
-    parser.add_argument("--requirements", type=Path, default=None, help="runtime requirements to put in _deps")
+    parser.add_argument(
+        "--requirements", type=Path, default=None, help="runtime requirements to put in _deps"
+    )
     parser.add_argument("--constraints", type=Path, default=None)
     parser.add_argument("--uninstall", action="store_true")
     args = parser.parse_args(argv)

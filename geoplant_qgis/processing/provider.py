@@ -68,8 +68,7 @@ class GeoPlantProvider(QgsProcessingProvider):
         if self.skipped:
             modules = sorted({m for ms in self.skipped.values() for m in ms})
             QgsMessageLog.logMessage(
-                f"Algorithms not available: {', '.join(sorted(self.skipped))}. "
-                + install_hint(modules),
+                f"Algorithms not available: {', '.join(sorted(self.skipped))}. " + install_hint(modules),
                 LOG_TAG,
                 Qgis.Warning,
             )
