@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN := geoplant_qgis
 SYSTEM_PACKAGES := qgis python3-qgis qgis-providers pyqt5-dev-tools xvfb \
-                   python3-numpy python3-rasterio python3-pandas python3-venv python3-pip
+                   python3-numpy python3-gdal python3-rasterio python3-pandas python3-venv python3-pip
 VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 BUILD_DIR := build/plugin/$(PLUGIN)
 # QGIS's own variable: a profile root holding profiles/<name>/
@@ -16,7 +16,7 @@ QGIS_PROFILE ?= default
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: help setup system-packages venv resources build install uninstall package test \
-        test-fast lint demo bench clean
+        lint demo bench train clean
 
 help:
 	@echo "make setup     system packages (apt) + .venv with pinned requirements"
@@ -26,6 +26,7 @@ help:
 	@echo "make package   dist/$(PLUGIN)-$(VERSION).zip for 'Install from ZIP'"
 	@echo "make lint      ruff"
 	@echo "make bench     speed and memory benchmarks"
+	@echo "make train     regenerate the demo world and retrain the bundled model (PyTorch)"
 
 setup: system-packages venv resources
 
@@ -85,6 +86,14 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# Retrains geoplant_qgis/models/geoplant_demo.onnx (seeded, reproducible). PyTorch is a tool
+# dependency only: the plugin never imports it.
+TRAIN_WORLD := build/demo_world
+train: setup
+	$(PY) -m pip install -q -c constraints.txt -r tools/requirements-train.txt
+	$(PY) tools/make_world.py $(TRAIN_WORLD)
+	$(PY) tools/train_model.py $(TRAIN_WORLD)
 
 clean:
 	rm -rf build dist demo_output .pytest_cache $(PLUGIN)/resources_rc.py

@@ -25,19 +25,10 @@ LOG_TAG = "GeoPlant"
 
 
 def algorithm_classes():
-    """The algorithm classes that exist in this build, in menu order."""
-    classes = []
-    for module_name, class_name in ALGORITHMS:
-        try:
-            module = importlib.import_module(f"{__package__}.{module_name}")
-        except ModuleNotFoundError as error:
-            # Only tolerate the algorithm module itself being absent; a missing
-            # third-party import inside it is reported through REQUIRES instead.
-            if error.name != f"{__package__}.{module_name}":
-                raise
-            continue
-        classes.append(getattr(module, class_name))
-    return classes
+    """The algorithm classes, in menu order."""
+    return [
+        getattr(importlib.import_module(f"{__package__}.{module}"), name) for module, name in ALGORITHMS
+    ]
 
 
 class GeoPlantProvider(QgsProcessingProvider):
