@@ -8,7 +8,8 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "geoplant-samples"
+# The real GeoPlant samples sit beside the clone (CI lays shared/ there); GEOPLANT_SAMPLES overrides.
+SAMPLES = Path(os.environ.get("GEOPLANT_SAMPLES", ROOT.parent / "shared" / "data" / "geoplant-samples"))
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
 if PROCESSING_PLUGINS not in sys.path:
     sys.path.append(PROCESSING_PLUGINS)
@@ -22,7 +23,7 @@ import pytest  # noqa: E402
 def samples_dir():
     """The real GeoPlant sample files (read-only, never copied into the repo)."""
     if not SAMPLES.is_dir():
-        pytest.fail(f"GeoPlant samples not found at {SAMPLES}")
+        pytest.fail(f"GeoPlant samples not found at {SAMPLES}: set GEOPLANT_SAMPLES to their folder")
     return SAMPLES
 
 
