@@ -76,6 +76,17 @@ def test_maps_hold_the_models_values(demo):
     ids = np.array([sp.id for sp in read_model_card(model).species])
     assert top.shape[0] == 25
     assert (top[0, rows, cols] == ids[probs.argmax(axis=1)]).all()
+    # one run: the probability bands are the SPECIES (in that order), while richness (above)
+    # and top-25 cover all the model's species
+    chosen = [int(i) for i in world["files"]["true_suitability"]]
+    with rasterio.open(out / "probabilities.tif") as p:
+        assert p.count == len(chosen) and [d.rsplit("(", 1)[1].rstrip(")") for d in p.descriptions] == [
+            str(i) for i in chosen
+        ]
+        bands = p.read()
+    for b, sid in enumerate(chosen):
+        np.testing.assert_allclose(bands[b, rows, cols], probs[:, list(ids).index(sid)], rtol=1e-4, atol=1e-6)
+    assert not np.isin(top[:, rows, cols], chosen).all()
     # the one-species map is that species' probability
     shown = next(iter(world["files"]["true_suitability"]))
     with rasterio.open(out / f"probability_{shown}.tif") as p:

@@ -274,6 +274,30 @@ def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
     assert any("projected CRS" in r for r in dock.run_blockers())
 
 
+def test_one_run_gives_richness_topk_and_chosen_probabilities(dock, world, project):
+    """SPECIES chooses the probability bands only: one parameter set, estimate of one run."""
+    ready_dock(dock, world, project)
+    dock.topk_spin.setValue(2)
+    dock.seconds_per_cell = 1e-3
+    dock.set_species_checked([])
+    dock.update_estimate()
+    without = dock.last_estimate.seconds
+    assert without == pytest.approx(ROWS * COLS * 1e-3 * 1.25)
+    dock.set_species_checked([102, 100])
+    dock.update_estimate()
+    assert dock.last_estimate.seconds == pytest.approx(without)  # not a second pass
+    params = dock.build_parameters()
+    assert isinstance(params, dict)
+    assert sorted(params["SPECIES"].split(",")) == ["100", "102"]
+    assert params["TOP_K"] == 2 and "THRESHOLD" not in params
+    assert {k for k in params if k.startswith("OUTPUT_")} == {
+        "OUTPUT_RICHNESS",
+        "OUTPUT_TOPK",
+        "OUTPUT_PROBABILITIES",
+    }
+    assert params["OUTPUT_PROBABILITIES"] == dock.run_outputs["probabilities"]
+
+
 def test_selected_features_give_a_polygon_area(dock, world, project):
     ready_dock(dock, world, project)
     layer = QgsVectorLayer("Polygon?crs=EPSG:3035", "zones", "memory")

@@ -146,7 +146,9 @@ def read(path):
 
 
 def check_outputs(paths, probs, valid, width, height, top_k, threshold=None, columns=None, ids=SPECIES_IDS):
-    """Compare the written rasters with expected probabilities [cells, S] (valid rows)."""
+    """Compare the written rasters with expected probabilities [cells, S] (valid rows).
+
+    Richness and top-K cover every species; ``columns`` are the probability bands."""
     columns = list(range(probs.shape[1])) if columns is None else columns
     p = probs[:, columns]
     kept_ids = np.asarray(ids)[columns]
@@ -154,15 +156,16 @@ def check_outputs(paths, probs, valid, width, height, top_k, threshold=None, col
         data, profile, desc = read(paths["richness"])
         assert profile["dtype"] == "float32" and profile["nodata"] == -9999.0
         expected = np.full(width * height, -9999.0)
-        expected[valid] = p[valid].sum(axis=1) if threshold is None else (p[valid] >= threshold).sum(axis=1)
+        v = probs[valid]
+        expected[valid] = v.sum(axis=1) if threshold is None else (v >= threshold).sum(axis=1)
         np.testing.assert_allclose(data[0].ravel(), expected, rtol=1e-5, atol=1e-5)
     if "topk" in paths:
         data, profile, desc = read(paths["topk"])
         assert profile["dtype"] == "int32" and profile["nodata"] == -1
         assert desc == tuple(f"rank {i}" for i in range(1, top_k + 1))
-        order = np.argsort(-p.astype(np.float32), axis=1, kind="stable")[:, :top_k]
+        order = np.argsort(-probs.astype(np.float32), axis=1, kind="stable")[:, :top_k]
         expected = np.full((width * height, top_k), -1)
-        expected[valid] = kept_ids[order[valid]]
+        expected[valid] = np.asarray(ids)[order[valid]]
         np.testing.assert_array_equal(data.reshape(top_k, -1).T, expected)
     if "probabilities" in paths:
         data, profile, desc = read(paths["probabilities"])
@@ -267,6 +270,7 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B, activation, opset=opset)
     loaded = engine.LoadedModel(model)
     pipeline = loaded.pipeline([4, 0, 2], top_k=2, richness=True, threshold=0.3, probabilities=True)
+    # probabilities: columns 4, 0, 2; richness and top-K: all five species
     assert pipeline.fused == (opset >= 13)
     if pipeline.fused:  # the raw output is no longer a graph output
         assert [o.name for o in pipeline.session.get_outputs()] == [
@@ -279,10 +283,10 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
     z = (x.astype(np.float64) * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
     spec = loaded.card.inputs[0]
     out = pipeline.run({"env": x if pipeline.normalises else spec.normalise(x)})
-    p = activate(z @ W + B, activation)[:, [4, 0, 2]]
-    np.testing.assert_allclose(out["probabilities"], p, rtol=1e-5, atol=1e-7)
+    p = activate(z @ W + B, activation)
+    np.testing.assert_allclose(out["probabilities"], p[:, [4, 0, 2]], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(out["richness"], (p >= 0.3).sum(axis=1))
-    ids = np.array([1, 10, 7])
+    ids = np.array(SPECIES_IDS)
     np.testing.assert_array_equal(out["topk"], ids[np.argsort(-p, axis=1, kind="stable")[:, :2]])
     assert out["topk"].dtype == np.int32 and out["richness"].dtype == np.float32
 
@@ -318,7 +322,8 @@ def test_fill_replaces_nodata(tmp_path, climate):
 
 
 def test_area_mask_and_species_subset(tmp_path, climate):
-    """Cells whose centre is outside the triangle are nodata; SPECIES restricts every output."""
+    """Cells whose centre is outside the triangle are nodata; SPECIES selects the probability
+    bands only (in the order given): richness and top-K cover all five species."""
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
     left, top, width, height = snapped(EXTENT, 1000)
     # triangle in the grid CRS: below the diagonal from (left, top) to (right, bottom), offset
@@ -336,7 +341,7 @@ def test_area_mask_and_species_subset(tmp_path, climate):
         area_crs="EPSG:3035",
         cell_size=1000,
         top_k=2,
-        species="42, Species 10,3",
+        species="42, Species 10",
         output_richness=paths["richness"],
         output_topk=paths["topk"],
         output_probabilities=paths["probabilities"],
@@ -347,7 +352,17 @@ def test_area_mask_and_species_subset(tmp_path, climate):
     # below the line through (x0, y0) and (x1, y1)
     inside = (ys - y0) * (x1 - x0) < (y1 - y0) * (xs - x0)
     assert 0 < inside.sum() < len(inside)
-    check_outputs(paths, probs, valid & inside, width, height, top_k=2, columns=[3, 0, 1])
+    check_outputs(paths, probs, valid & inside, width, height, top_k=2, columns=[3, 0])
+    # not vacuous: the sum over the two selected species differs, and the top-2 names a species
+    # outside SPECIES (3) in some cells
+    ok = valid & inside
+    richness = read(paths["richness"])[0][0].ravel()[ok]
+    assert np.abs(richness - probs[ok][:, [3, 0]].sum(axis=1)).min() > 0.1
+    top = read(paths["topk"])[0].reshape(2, -1)[:, ok]
+    assert (top == 3).any()
+    assert read(paths["probabilities"])[2] == ("Species 42 (42)", "Species 10 (10)")
+    table = (out / "t_species.csv").read_text().splitlines()
+    assert table == ["id,name"] + [f"{i},Species {i}" for i in SPECIES_IDS]
 
 
 def test_area_in_another_crs_as_wkb_gives_the_extent(tmp_path, climate):
@@ -516,18 +531,25 @@ def test_predict_points(tmp_path, climate):
 def test_postprocess_graph_matches_onnx_helper():
     """The hand-encoded protobuf is a valid ONNX model equal to the onnx.helper construction."""
     data = postprocess_graph(
-        6, "sigmoid", columns=[5, 0, 2], species_ids=[50, 0, 20], top_k=2, richness=True, threshold=0.5
+        6,
+        "sigmoid",
+        columns=[5, 0, 2],
+        species_ids=[50, 0, 20, 30, 40, 10],
+        top_k=2,
+        richness=True,
+        threshold=0.5,
+        probabilities=True,
     )
     model = onnx.load_from_string(data)
     onnx.checker.check_model(model, full_check=True)
     nodes = [
         helper.make_node("Sigmoid", ["raw"], ["p"], name="activation"),
-        helper.make_node("Gather", ["p", "columns"], ["ps"], name="subset", axis=1),
-        helper.make_node("GreaterOrEqual", ["ps", "threshold"], ["present"], name="present"),
+        helper.make_node("Gather", ["p", "columns"], ["probabilities"], name="probabilities", axis=1),
+        helper.make_node("GreaterOrEqual", ["p", "threshold"], ["present"], name="present"),
         helper.make_node("Cast", ["present"], ["present_f"], name="present_f", to=TensorProto.FLOAT),
         helper.make_node("ReduceSum", ["present_f", "sum_axes"], ["richness"], name="richness", keepdims=0),
         helper.make_node(
-            "TopK", ["ps", "k"], ["top_values", "top_columns"], name="topk", axis=-1, largest=1, sorted=1
+            "TopK", ["p", "k"], ["top_values", "top_columns"], name="topk", axis=-1, largest=1, sorted=1
         ),
         helper.make_node("Gather", ["ids", "top_columns"], ["topk"], name="topk_ids", axis=0),
     ]
@@ -536,13 +558,14 @@ def test_postprocess_graph_matches_onnx_helper():
         numpy_helper.from_array(np.array([1], np.int64), "sum_axes"),
         numpy_helper.from_array(np.array(0.5, np.float32), "threshold"),
         numpy_helper.from_array(np.array([2], np.int64), "k"),
-        numpy_helper.from_array(np.array([50, 0, 20], np.int32), "ids"),
+        numpy_helper.from_array(np.array([50, 0, 20, 30, 40, 10], np.int32), "ids"),
     ]
     graph = helper.make_graph(
         nodes,
         "geoplant_postprocess",
         [helper.make_tensor_value_info("raw", TensorProto.FLOAT, ["N", 6])],
         [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3]),
             helper.make_tensor_value_info("richness", TensorProto.FLOAT, ["N"]),
             helper.make_tensor_value_info("topk", TensorProto.INT32, ["N", 2]),
         ],

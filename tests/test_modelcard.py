@@ -125,6 +125,19 @@ def test_prepare_fill_and_validity():
     np.testing.assert_array_equal(tensor[1], np.arange(6, 12).reshape(2, 3))
 
 
+def test_prepare_flat_cube_rows_with_stats_per_first_axis():
+    """[N, V] cube rows with mean/std per first axis: reshaped to [N, *shape] before normalising."""
+    cube = InputSpec("c", "cube", variables=tuple("abcdef"), shape=(2, 3), mean=(1.0, 2.0), std=(2.0, 4.0))
+    raw = np.array([[3, 5, 7, 10, 14, 18], [1, 1, 1, np.nan, 2, 2]], dtype=np.float32)
+    tensor, valid = cube.prepare(raw)
+    assert tensor.shape == (2, 2, 3) and tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor[0], [[1, 2, 3], [2, 3, 4]])
+    assert valid.tolist() == [True, False]
+    per_var = InputSpec("c", "cube", variables=tuple("abcdef"), shape=(2, 3), mean=tuple(range(6)))
+    tensor, _ = per_var.prepare(np.full((1, 6), 10.0, dtype=np.float32))
+    np.testing.assert_allclose(tensor[0], 10 - np.arange(6).reshape(2, 3))
+
+
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [

@@ -82,7 +82,8 @@ def test_run_values_cell_by_cell(tmp_path, climate):
 
 
 def test_area_layer_mapping_species_threshold(tmp_path, climate):
-    """AREA as a polygon layer (in EPSG:3035), MAPPING overriding the file-name rule, SPECIES."""
+    """AREA as a polygon layer (in EPSG:3035), MAPPING overriding the file-name rule, SPECIES
+    choosing the probability bands while the richness counts every species."""
     import processing
     from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
 
@@ -99,6 +100,7 @@ def test_area_layer_mapping_species_threshold(tmp_path, climate):
     feature.setGeometry(QgsGeometry.fromWkt(f"POLYGON(({x0} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"))
     layer.dataProvider().addFeatures([feature])
     out = str(tmp_path / "r.tif")
+    out_p = str(tmp_path / "p.tif")
     result = processing.run(
         "geoplant:predict",
         {
@@ -112,15 +114,20 @@ def test_area_layer_mapping_species_threshold(tmp_path, climate):
             "THRESHOLD": 0.5,
             "TOP_K": 0,
             "OUTPUT_RICHNESS": out,
+            "OUTPUT_PROBABILITIES": out_p,
         },
     )
     assert result["OUTPUT_RICHNESS"] == out and result["OUTPUT_TOPK"] is None
     probs, valid, _ = expected_point_probs(climate, EXTENT, 1000, "sigmoid")
     xs, ys = centres(left, top, width, height, 1000)
     inside = (ys - y0) * (x1 - x0) < (y1 - y0) * (xs - x0)
-    check_outputs(
-        {"richness": out}, probs, valid & inside, width, height, top_k=0, threshold=0.5, columns=[3, 0]
-    )
+    paths = {"richness": out, "probabilities": out_p}
+    check_outputs(paths, probs, valid & inside, width, height, top_k=0, threshold=0.5, columns=[3, 0])
+    with rasterio.open(out_p) as src:
+        assert src.descriptions == ("Species 42 (42)", "Species 10 (10)")
+    with rasterio.open(out) as src:  # the count over all 5 species, not over the 2 bands
+        got = src.read(1).ravel()[valid & inside]
+    assert (got != (probs[valid & inside][:, [3, 0]] >= 0.5).sum(axis=1)).any()
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@
    ``OUTPUT/world``, or reuses it when it is present and current.
 2. Installs the plugin into a private QGIS profile root (``OUTPUT/qgis-profile``) with
    ``tools/install_plugin.py``, as a batch user would.
-3. Runs ``geoplant:predict`` through ``qgis_process`` over the whole demo area at 100 m
-   (EPSG:3035): richness, top-25 and the probabilities of the species whose true
-   suitability the world keeps.
+3. Runs ``geoplant:predict`` once through ``qgis_process`` over the whole demo area at
+   100 m (EPSG:3035): richness and top-25 over every species, and (SPECIES) the
+   probability bands of the species whose true suitability the world keeps.
 4. Runs ``geoplant:evaluate`` through ``qgis_process`` on the held-out test surveys
    (the model predicts at the surveys), with the training surveys for the naive baseline.
 5. Renders PNG previews with PyQGIS print layouts (legend and scale bar): predicted vs
@@ -283,31 +283,27 @@ def run(out_dir, quick=False, world_dir=None, seed=0) -> dict:
         ("CRS", "EPSG:3035"),
         ("CELL_SIZE", "100"),
     ]
-    # SPECIES restricts every output of predict (richness too): richness and top-25 over all
-    # species in one run (the timed one), the few species' probabilities in a second run.
-    log("geoplant:predict through qgis_process (richness, top-25) ...")
+    # One run: richness and top-25 over every species; SPECIES chooses the probability bands.
+    log(
+        "geoplant:predict through qgis_process (richness, top-25, probabilities of species "
+        f"{', '.join(species_ids)}) ..."
+    )
     predicted, wall = qgis_process(
         profile_root,
         "geoplant:predict",
         params
         + grid
-        + [("TOP_K", "25"), ("OUTPUT_RICHNESS", outputs["richness"]), ("OUTPUT_TOPK", outputs["topk"])],
+        + [
+            ("TOP_K", "25"),
+            ("SPECIES", ",".join(species_ids)),
+            ("OUTPUT_RICHNESS", outputs["richness"]),
+            ("OUTPUT_TOPK", outputs["topk"]),
+            ("OUTPUT_PROBABILITIES", outputs["probabilities"]),
+        ],
     )
     cells = int(float(predicted.get("CELLS", 0)))
     seconds = float(predicted.get("SECONDS") or wall)
     log(f"predict: {cells} cells in {seconds:.1f} s ({wall:.1f} s with qgis_process start-up)")
-    log(f"geoplant:predict through qgis_process (probabilities of species {', '.join(species_ids)}) ...")
-    _, species_wall = qgis_process(
-        profile_root,
-        "geoplant:predict",
-        params
-        + grid
-        + [
-            ("TOP_K", "0"),
-            ("SPECIES", ",".join(species_ids)),
-            ("OUTPUT_PROBABILITIES", outputs["probabilities"]),
-        ],
-    )
 
     log("geoplant:evaluate through qgis_process ...")
     evaluated, eval_wall = qgis_process(
@@ -386,7 +382,6 @@ def run(out_dir, quick=False, world_dir=None, seed=0) -> dict:
         "seconds": round(seconds, 2),
         "cells_per_second": round(cells / seconds, 1) if seconds > 0 else None,
         "qgis_process_seconds": round(wall, 2),
-        "probabilities_qgis_process_seconds": round(species_wall, 2),
         "species": 120,
         "test_surveys": int(float(evaluated.get("SURVEYS_EVALUATED", 0))),
         "f1_at_25_model": round(f1, 4),

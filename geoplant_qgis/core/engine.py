@@ -5,7 +5,8 @@ the cell centres and the AREA mask, samples every model input (one windowed read
 source file per block, see :mod:`.sampling`), applies ``fill``, marks invalid cells and
 normalises per the model card, while the main thread runs onnxruntime on the previous
 block's valid cells only: first the model, then a small post-processing graph
-(:mod:`.postprocess`: activation, species subset, richness, top-K) fed with the model's
+(:mod:`.postprocess`: activation, richness and top-K over every species, the probability
+bands of the requested species) fed with the model's
 raw output, so the per-species work also runs in onnxruntime. A writer thread puts the
 output blocks into the GeoTIFFs (:mod:`.geotiff`), which live under temporary names until
 the run succeeds. Memory is bounded by the block size, not by the area.
@@ -93,6 +94,9 @@ def _session(model, threads: int | None = None):
 class Pipeline:
     """Model + pre/post-processing: ``run(feeds)`` -> {"richness"|"topk"|"probabilities": array}.
 
+    Richness and top-K cover every species of the card; ``columns`` (card column indices,
+    None: all) are the species of the probabilities output, in that order.
+
     Preferably one onnxruntime session on the model with the card's normalisation
     prepended (:func:`.postprocess.prepend_normalisation`) and the post-processing
     appended (:func:`.postprocess.append_postprocess`) to its graph: the activation can
@@ -105,8 +109,9 @@ class Pipeline:
     def __init__(self, model: LoadedModel, columns, **options):
         card = model.card
         n = len(card.species)
-        subset = None if list(columns) == list(range(n)) else list(columns)
-        args = dict(columns=subset, species_ids=[card.species[c].id for c in columns], **options)
+        columns = list(range(n)) if columns is None else list(columns)
+        subset = None if columns == list(range(n)) else columns
+        args = dict(columns=subset, species_ids=[s.id for s in card.species], **options)
         wanted = [k for k in ("richness", "topk", "probabilities") if _requested(k, options)]
         self.fused = False
         self.normalises = False
@@ -171,7 +176,9 @@ class LoadedModel:
             self.data = handle.read()
         self.threads = threads
 
-    def pipeline(self, columns, *, top_k=0, richness=False, threshold=None, probabilities=False) -> Pipeline:
+    def pipeline(
+        self, columns=None, *, top_k=0, richness=False, threshold=None, probabilities=False
+    ) -> Pipeline:
         return Pipeline(
             self, columns, top_k=top_k, richness=richness, threshold=threshold, probabilities=probabilities
         )
@@ -218,7 +225,7 @@ class _Inputs:
         tensors = {}
         for spec, sampler in zip(self.specs, self.samplers, strict=True):
             raw = np.asarray(sampler.sample(xs, ys), dtype=np.float32)
-            raw = raw.reshape(spec.tensor_shape(n))  # cube: [N, V] in C order -> [N, *shape]
+            raw = raw.reshape(spec.tensor_shape(n))  # the model's tensor (cube rows in C order)
             flat = raw.reshape(n, -1)
             if spec.fill is not None:
                 missing = np.isnan(raw)
@@ -291,13 +298,13 @@ def _blocks(height: int, width: int, cells: int):
 
 def _area_shapes(area) -> list[dict]:
     """The AREA as GeoJSON-like polygons (parsed once, not per block)."""
-    from .grid import _as_geojson
+    from .grid import as_geojson
 
     if isinstance(area, dict | str | bytes | bytearray) or hasattr(area, "__geo_interface__"):
         area = [area]
     shapes = []
     for g in area:
-        gj = _as_geojson(g)
+        gj = as_geojson(g)
         if gj and gj.get("type") == "GeometryCollection":
             shapes.extend(gj.get("geometries", []))
         elif gj:
@@ -363,8 +370,9 @@ def predict(
     ``area``: polygon geometries (see :func:`.grid.area_mask`) in ``area_crs``: cells whose
     centre is outside are nodata (its bounds are the extent when no extent is given).
     ``crs``/``cell_size``: the grid (default: the card's grid, else EPSG:3035 and 100 m).
-    ``species``: ids or names (comma-separated text or a list) restricting every output
-    (default all). ``threshold``: richness counts species with p >= threshold.
+    ``species``: ids or names (comma-separated text or a list) of the species whose
+    probability bands are written, in that order (default all); richness and top-K always
+    cover every species of the model. ``threshold``: richness counts species with p >= threshold.
     ``block_cells``: cells per block (default from a memory budget); ``threads``:
     onnxruntime threads (default all cores).
     """
@@ -386,16 +394,17 @@ def predict(
     model = LoadedModel(model_path, threads)
     card = model.card
     columns = card.select_species(species)
-    kept = [card.species[c] for c in columns]
+    kept = [card.species[c] for c in columns]  # the probability bands
+    n_species = len(card.species)
     if "richness" in outputs and card.output.activation == "softmax" and threshold is None:
         raise InputDataError(
             "This model's output is a softmax (its probabilities sum to 1 over the species), so the "
             "sum of probabilities is not a species richness. Give a THRESHOLD to count the species "
             "with a probability at or above it, or do not request the richness output."
         )
-    if "topk" in outputs and top_k > len(kept):
-        progress.warning(f"TOP_K {top_k} is more than the {len(kept)} species selected; using {len(kept)}.")
-        top_k = len(kept)
+    if "topk" in outputs and top_k > n_species:
+        progress.warning(f"TOP_K {top_k} is more than the model's {n_species} species; using {n_species}.")
+        top_k = n_species
 
     grid_crs = crs or (card.grid.crs if card.grid else DEFAULT_CRS)
     size = float(cell_size) if cell_size else (card.grid.cell_size_m if card.grid else DEFAULT_CELL_SIZE)
@@ -429,7 +438,7 @@ def predict(
         )
     if "topk" in outputs:
         stem = os.path.splitext(outputs["topk"])[0]
-        table = [(s.id, s.name) for s in kept]
+        table = [(s.id, s.name) for s in card.species]
         specs["topk"] = dict(
             count=top_k,
             dtype="int32",
@@ -471,7 +480,9 @@ def predict(
             block_cells = min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // cell_bytes))
         progress.info(
             f"Grid: {width} x {height} cells of {size:g} m in {grid.crs}, "
-            f"{len(kept)} species, blocks of {block_cells} cells."
+            f"{n_species} species"
+            + (f" ({len(kept)} probability bands)" if "probabilities" in outputs else "")
+            + f", blocks of {block_cells} cells."
         )
         writers = {
             k: GeoTiffWriter(
@@ -500,13 +511,13 @@ def predict(
     result = PredictResult(
         cells=cells,
         valid_cells=valid_total,
-        species=len(kept),
+        species=n_species,
         seconds=seconds,
         cells_per_second=cells / seconds if seconds > 0 else float("inf"),
         outputs=dict(outputs),
     )
     progress.info(
-        f"Predicted {cells:,} cells ({valid_total:,} valid), {len(kept)} species, "
+        f"Predicted {cells:,} cells ({valid_total:,} valid), {n_species} species, "
         f"in {seconds:.1f} s: {result.cells_per_second:,.0f} cells/s."
     )
     return result
@@ -690,7 +701,7 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     out = np.full((len(xs), len(card.species)), np.nan, dtype=np.float32)
     if not len(xs):
         return out
-    post = model.pipeline(range(len(card.species)), probabilities=True)
+    post = model.pipeline(None, probabilities=True)
     inputs = _Inputs(card, raster_paths, mapping, sample_crs)
     try:
         for start in range(0, len(xs), batch):

@@ -84,7 +84,7 @@ class GridArea:
 
 def _area_bounds(area, area_crs, crs):
     """Bounding box of the AREA geometries (in their CRS)."""
-    from .grid import _as_geojson
+    from .grid import as_geojson
 
     xs, ys = [], []
 
@@ -97,7 +97,7 @@ def _area_bounds(area, area_crs, crs):
                 walk(c)
 
     for g in [area] if isinstance(area, bytes | str | dict) else area:
-        gj = _as_geojson(g)
+        gj = as_geojson(g)
         if gj and "coordinates" in gj:
             walk(gj["coordinates"])
         elif gj and gj.get("type") == "GeometryCollection":

@@ -156,7 +156,7 @@ def make_grid(extent, extent_crs=None, crs="EPSG:3035", cell_size: float = 100.0
     return Grid(crs_text, cell_size, c0 * cell_size, r1 * cell_size, int(width), int(height))
 
 
-def _as_geojson(geometry):
+def as_geojson(geometry):
     """GeoJSON-like dict from a dict, an object with __geo_interface__, GeoJSON text, WKT or WKB."""
     if isinstance(geometry, dict):
         if geometry.get("type") == "Feature":
@@ -166,7 +166,7 @@ def _as_geojson(geometry):
         return geometry.__geo_interface__
     if isinstance(geometry, str) and geometry.lstrip().startswith("{"):
         try:
-            return _as_geojson(json.loads(geometry))
+            return as_geojson(json.loads(geometry))
         except ValueError:
             raise InputDataError("An AREA geometry is not valid GeoJSON.") from None
     from osgeo import ogr  # GDAL's bindings, shipped with QGIS and rasterio's GDAL
@@ -190,7 +190,7 @@ def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None
         geometries = [geometries]
     shapes = []
     for g in geometries:
-        gj = _as_geojson(g)
+        gj = as_geojson(g)
         if gj and gj.get("type") in ("GeometryCollection",):
             shapes.extend(gj.get("geometries", []))
         elif gj:

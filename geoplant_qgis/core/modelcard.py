@@ -140,13 +140,15 @@ class InputSpec:
         cells with any NaN are invalid (their rows hold NaN).
         """
         raw = np.asarray(raw, dtype=np.float32)
+        # the model's shape first ([N, V] cube rows -> [N, *shape]), so that a mean/std given
+        # per first axis broadcasts like one given per variable
+        raw = raw.reshape(self.tensor_shape(len(raw)))
         missing = np.isnan(raw)
         if self.fill is not None and missing.any():
             raw = np.where(missing, np.float32(self.fill), raw)
             missing = np.zeros_like(missing)
         valid = ~missing.reshape(len(raw), -1).any(axis=1)
-        tensor = self.normalise(raw).reshape(self.tensor_shape(len(raw)))
-        return tensor, valid
+        return self.normalise(raw), valid
 
     @classmethod
     def from_dict(cls, d, path: str = "inputs[0]") -> InputSpec:

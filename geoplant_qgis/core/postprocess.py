@@ -1,4 +1,4 @@
-"""The post-processing ONNX graph: activation, species subset, richness and top-K.
+"""The post-processing ONNX graph: activation, richness, top-K and probabilities.
 
 Sigmoid/softmax, a sum and a top-K over thousands of species cost about as much as the
 model itself when done in numpy, so :func:`predict` runs them in onnxruntime as a second,
@@ -12,12 +12,13 @@ checks the bytes with ``onnx.checker`` and compares them with the same graph mad
 Graph (opset 13), input ``raw`` float32 [N, S]:
 
 - ``p = Sigmoid(raw)`` / ``Softmax(raw, axis=-1)`` / ``raw`` (activation "none")
-- ``ps = Gather(p, columns, axis=1)`` when a species subset is requested
-- ``probabilities = ps`` float32 [N, S']
-- ``richness = ReduceSum(ps, axis 1)``, or with a threshold the number of columns with
-  ``ps >= threshold`` (float32 [N])
-- ``topk = Gather(ids, TopK(ps, K).indices)`` int32 [N, K]: species ids by decreasing
-  probability; ONNX TopK breaks ties by the lower index, i.e. column (card) order.
+- ``richness = ReduceSum(p, axis 1)``, or with a threshold the number of columns with
+  ``p >= threshold`` (float32 [N]): always over every species
+- ``topk = Gather(ids, TopK(p, K).indices)`` int32 [N, K]: species ids by decreasing
+  probability over every species; ONNX TopK breaks ties by the lower index, i.e. column
+  (card) order.
+- ``probabilities = Gather(p, columns, axis=1)`` float32 [N, S'] (``Identity`` when all
+  species are requested): SPECIES selects these bands only.
 """
 
 from __future__ import annotations
@@ -112,51 +113,53 @@ def _parts(
     """(nodes, initializers, outputs) of the post-processing, as serialized messages.
 
     ``source``: the tensor holding the raw output; ``name(x)``: internal tensor/node names;
-    ``out(x)``: the graph output names ("richness", "topk", "probabilities").
+    ``out(x)``: the graph output names ("richness", "topk", "probabilities"). Richness and
+    top-K cover every column; ``columns`` selects the probability columns only.
     """
     if activation not in ("sigmoid", "softmax", "none"):
         raise ValueError(f"unknown activation {activation!r}")
     nodes, inits, outputs = [], [], []
-    n_kept = n_species if columns is None else len(columns)
-    p, ps = name("p"), name("ps")
+    p = name("p")
     if activation == "sigmoid":
         nodes.append(_node("Sigmoid", [source], [p], name("activation")))
     elif activation == "softmax":
         nodes.append(_node("Softmax", [source], [p], name("activation"), axis=-1))
     else:
         nodes.append(_node("Identity", [source], [p], name("activation")))
-    if columns is not None:
-        inits.append(_tensor(name("columns"), np.asarray(columns, dtype=np.int64)))
-        nodes.append(_node("Gather", [p, name("columns")], [ps], name("subset"), axis=1))
-    else:
-        nodes.append(_node("Identity", [p], [ps], name("subset")))
     if probabilities:
-        nodes.append(_node("Identity", [ps], [out("probabilities")], name("probabilities")))
+        if columns is not None:
+            inits.append(_tensor(name("columns"), np.asarray(columns, dtype=np.int64)))
+            nodes.append(
+                _node("Gather", [p, name("columns")], [out("probabilities")], name("probabilities"), axis=1)
+            )
+        else:
+            nodes.append(_node("Identity", [p], [out("probabilities")], name("probabilities")))
+        n_kept = n_species if columns is None else len(columns)
         outputs.append(_value_info(out("probabilities"), FLOAT, ["N", n_kept]))
     if richness:
         axes = name("sum_axes")
         inits.append(_tensor(axes, np.array([1], dtype=np.int64)))
         if threshold is None:
-            nodes.append(_node("ReduceSum", [ps, axes], [out("richness")], name("richness"), keepdims=0))
+            nodes.append(_node("ReduceSum", [p, axes], [out("richness")], name("richness"), keepdims=0))
         else:
             t, present, present_f = name("threshold"), name("present"), name("present_f")
             inits.append(_tensor(t, np.array(threshold, dtype=np.float32)))
-            nodes.append(_node("GreaterOrEqual", [ps, t], [present], present))
+            nodes.append(_node("GreaterOrEqual", [p, t], [present], present))
             nodes.append(_node("Cast", [present], [present_f], present_f, to=FLOAT))
             nodes.append(
                 _node("ReduceSum", [present_f, axes], [out("richness")], name("richness"), keepdims=0)
             )
         outputs.append(_value_info(out("richness"), FLOAT, ["N"]))
     if top_k:
-        if species_ids is None or len(species_ids) != n_kept:
-            raise ValueError("species_ids must give one id per kept column")
+        if species_ids is None or len(species_ids) != n_species:
+            raise ValueError("species_ids must give one id per species (output column)")
         k, ids = name("k"), name("ids")
         inits.append(_tensor(k, np.array([top_k], dtype=np.int64)))
         inits.append(_tensor(ids, np.asarray(species_ids, dtype=np.int32)))
         nodes.append(
             _node(
                 "TopK",
-                [ps, k],
+                [p, k],
                 [name("top_values"), name("top_columns")],
                 name("topk"),
                 axis=-1,
@@ -184,8 +187,9 @@ def postprocess_graph(
 ) -> bytes:
     """Serialized ONNX model turning the raw output [N, n_species] (input ``raw``) into the outputs.
 
-    ``columns``: output columns kept (species subset, in that order; default all).
-    ``species_ids``: the ids of the kept columns (top-K output values).
+    ``columns``: the columns written as probabilities (species subset, in that order;
+    default all); richness and top-K always cover every column.
+    ``species_ids``: the ids of all ``n_species`` columns (top-K output values).
     Outputs, those requested only: ``richness`` float32 [N], ``topk`` int32 [N, K],
     ``probabilities`` float32 [N, S'].
     """

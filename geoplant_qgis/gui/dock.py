@@ -812,15 +812,13 @@ class GeoPlantDock(QgsDockWidget):
         folder = self.folder_widget.filePath()
         free = shutil.disk_usage(folder).free if folder and os.path.isdir(folder) else None
         top_k = self.topk_spin.value() if self.topk_check.isChecked() else 0
-        # probability maps of some species take a pass of their own (see split_passes)
-        passes = 2 if self.selected_species() and (self.richness_check.isChecked() or top_k) else 1
         result = estimate.estimate_run(
             width,
             height,
             richness=self.richness_check.isChecked(),
             top_k=top_k,
             probabilities=len(self.selected_species()),
-            seconds_per_cell=None if self.seconds_per_cell is None else self.seconds_per_cell * passes,
+            seconds_per_cell=self.seconds_per_cell,  # one run gives every output
             free_bytes=free,
         )
         self.last_estimate = result
@@ -956,25 +954,13 @@ class GeoPlantDock(QgsDockWidget):
             params["OUTPUT_TOPK"] = outputs[results.TOPK]
         species = self.selected_species()
         if species:
+            # SPECIES chooses the probability bands only: richness and top-K still cover
+            # every species of the model, in the same single run
             outputs[results.PROBABILITIES] = os.path.join(folder, f"{self.run_name}_probabilities.tif")
+            params["OUTPUT_PROBABILITIES"] = outputs[results.PROBABILITIES]
+            params["SPECIES"] = ",".join(str(s) for s in species)
         self.run_outputs = outputs
-        return self.split_passes(params, species, outputs.get(results.PROBABILITIES))
-
-    @staticmethod
-    def split_passes(params, species, probabilities_path):
-        """The algorithm's SPECIES restricts every output, so probability maps of some species
-        come from a pass of their own; richness and top-K always cover every species."""
-        if not species:
-            return [params]
-        extra = dict(
-            params, SPECIES=",".join(str(s) for s in species), OUTPUT_PROBABILITIES=probabilities_path
-        )
-        extra["TOP_K"] = 0
-        for key in ("OUTPUT_RICHNESS", "OUTPUT_TOPK", "THRESHOLD"):
-            extra.pop(key, None)
-        if "OUTPUT_RICHNESS" in params or "OUTPUT_TOPK" in params:
-            return [params, extra]
-        return [extra]
+        return params
 
     def start_run(self):
         blockers = self.run_blockers()

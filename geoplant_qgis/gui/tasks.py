@@ -60,27 +60,25 @@ def remove_outputs(paths) -> None:
 
 
 class PredictRun(QObject):
-    """One run of ``geoplant:predict`` in the background, in one or more passes.
+    """One run of ``geoplant:predict`` in the background (one pass gives every output:
+    SPECIES only chooses the probability bands).
 
-    ``parameters`` is a dict, or a list of dicts run one after the other (the dock needs a
-    second pass when probability maps are restricted to some species, since SPECIES
-    restricts every output of the algorithm). If a later pass fails or is cancelled,
-    the outputs of the earlier ones are removed: a run leaves all or nothing.
+    All or nothing: the algorithm writes under temporary names and renames at the end; if
+    the run fails, or is cancelled even after the algorithm finished, its outputs (and
+    their side-car files) are removed.
 
-    Signals: ``progressChanged(float)`` (0-100 over all passes), ``finished(bool ok,
-    dict results, str message)``; ``message`` is the algorithm's own plain-words error,
-    or the cancellation notice.
+    Signals: ``progressChanged(float)`` (0-100), ``finished(bool ok, dict results, str
+    message)``; ``message`` is the algorithm's own plain-words error, or the cancellation
+    notice.
     """
 
     progressChanged = pyqtSignal(float)  # noqa: N815 (Qt naming)
     finished = pyqtSignal(bool, dict, str)
 
-    def __init__(self, parameters, algorithm_id: str = PREDICT_ID, parent=None):
+    def __init__(self, parameters: dict, algorithm_id: str = PREDICT_ID, parent=None):
         super().__init__(parent)
-        passes = parameters if isinstance(parameters, list | tuple) else [parameters]
-        self.passes = [dict(p) for p in passes]
+        self.parameters = dict(parameters)
         self.algorithm_id = algorithm_id
-        self.index = -1
         self.task = None
         self.context = None
         self.feedback = None
@@ -90,34 +88,26 @@ class PredictRun(QObject):
         self.results: dict = {}
 
     def start(self) -> None:
-        """Queue the first pass; raises RuntimeError with a plain message when the algorithm is absent."""
+        """Queue the run; raises RuntimeError with a plain message when the algorithm is absent."""
         if QgsApplication.processingRegistry().algorithmById(self.algorithm_id) is None:
             raise RuntimeError(
                 f"The Processing algorithm {self.algorithm_id} is not available: "
                 "check the GeoPlant provider in the Processing toolbox and the QGIS log."
             )
-        self._start_next()
-
-    def _start_next(self) -> None:
-        self.index += 1
         algorithm = QgsApplication.processingRegistry().createAlgorithmById(self.algorithm_id)
         # A context of its own: no project, so the worker never touches project layers;
         # the transform context is a copy.
         self.context = QgsProcessingContext()
         self.context.setTransformContext(QgsProject.instance().transformContext())
         self.feedback = _Feedback()
-        self.feedback.progressChanged.connect(self._pass_progress)
-        if self.cancelled:
-            self.feedback.cancel()
-        self.task = QgsProcessingAlgRunnerTask(
-            algorithm, self.passes[self.index], self.context, self.feedback
-        )
+        self.feedback.progressChanged.connect(self._progress)
+        self.task = QgsProcessingAlgRunnerTask(algorithm, self.parameters, self.context, self.feedback)
         self.task.executed.connect(self._executed)
         self.algorithm = algorithm  # the task made its own copy; keep ours alive anyway
         QgsApplication.taskManager().addTask(self.task)
 
-    def _pass_progress(self, percent):
-        self.progressChanged.emit((self.index * 100.0 + float(percent)) / len(self.passes))
+    def _progress(self, percent):
+        self.progressChanged.emit(float(percent))
 
     def cancel(self) -> None:
         if self.task is not None and not self.done:
@@ -135,11 +125,7 @@ class PredictRun(QObject):
         for line in self.feedback.lines:
             QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)
         cancelled = self.cancelled or self.feedback.isCanceled()
-        if ok and not cancelled:
-            self.results.update(results or {})
-            if self.index + 1 < len(self.passes):
-                self._start_next()
-                return
+        self.results = dict(results or {}) if ok else {}
         self.done = True
         self.task = None
         if cancelled:
@@ -153,5 +139,6 @@ class PredictRun(QObject):
             details = "\n".join(self.feedback.errors) or message
             QgsMessageLog.logMessage(f"Run failed: {details}", LOG_TAG, Qgis.Critical)
         if not ok:
+            # a run cancelled after the algorithm finished: its files go too
             remove_outputs(self.results.get(key) for key in OUTPUT_KEYS)
         self.finished.emit(bool(ok), dict(self.results) if ok else {}, message)

@@ -116,9 +116,10 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         "Outputs (at least one): richness (float32, the sum of probabilities, or with THRESHOLD the "
         "number of species with p >= THRESHOLD; softmax models need THRESHOLD), top-K (int32, K "
         "bands of species ids by decreasing probability, ties in card order, with a CSV of names "
-        "and a QGIS style), probabilities (float32, one band per species). SPECIES (ids or names, "
-        "comma separated) restricts every output. Files appear under their names only when the "
-        "run succeeds."
+        "and a QGIS style), probabilities (float32, one band per species). Richness and top-K always "
+        "cover every species of the model; SPECIES (ids or names, comma separated; default all) "
+        "chooses which probability bands are written, in the order given. Files appear under their "
+        "names only when the run succeeds."
     )
 
     def initAlgorithm(self, config=None):
@@ -170,7 +171,9 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterString(
-                "SPECIES", self.tr("Species (ids or names, comma separated)"), optional=True
+                "SPECIES",
+                self.tr("Species of the probability bands (ids or names, comma separated; default all)"),
+                optional=True,
             )
         )
         self.addParameter(
