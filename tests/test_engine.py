@@ -289,6 +289,14 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
     ids = np.array(SPECIES_IDS)
     np.testing.assert_array_equal(out["topk"], ids[np.argsort(-p, axis=1, kind="stable")[:, :2]])
     assert out["topk"].dtype == np.int32 and out["richness"].dtype == np.float32
+    # micro-batches of 7 rows shared by two worker sessions give the same rows, in order
+    loaded.threads = None
+    pair = loaded.pipeline([4, 0, 2], top_k=2, richness=True, threshold=0.3, probabilities=True)
+    pair.workers, pair.sessions = 2, pair.sessions[:1] * 2
+    pair.model_sessions = pair.model_sessions[:1] * 2
+    chunked = pair.run({"env": x if pair.normalises else spec.normalise(x)}, micro_batch=7)
+    for key in ("probabilities", "richness", "topk"):
+        np.testing.assert_array_equal(chunked[key], out[key])
 
 
 def test_snapping_extent_in_another_crs(tmp_path, climate):
