@@ -206,14 +206,16 @@ def test_patches_on_an_aligned_lattice_one_reproject_per_source(rasters, centre_
     assert np.isnan(got[:, 0]).any()  # the utm hole
 
 
-def test_patches_same_crs_are_slices(rasters, centre_3035):
+def test_patches_same_crs_are_slices(rasters, centre_3035, monkeypatch):
     x0, y0 = centre_3035
     xs = np.array([x0, x0 + 250.0, x0 - 1000.0])
     ys = np.array([y0, y0 - 100.0, y0 + 730.0])
+    counter = ReadCounter(monkeypatch)
     with PatchSampler(
         [BandRef(rasters["laea"], 2), BandRef(rasters["laea"], 1)], 8, 10.0, GRID_CRS
     ) as sampler:
         got = sampler.sample(xs, ys)
+    assert counter.reprojects == 0 and len(counter.reads) == 1  # on the raster's own lattice: a copy
     with rasterio.open(rasters["laea"]) as ds:
         b2, b1 = ds.read(2), ds.read(1)
     for k, (x, y) in enumerate(zip(xs, ys, strict=True)):

@@ -380,6 +380,8 @@ class PatchSampler(_Sampler):
         for source, same, (positions, channels) in zip(
             self.sources, self._same_crs, self.routes, strict=True
         ):
+            if same and self._copy_aligned(source, fine, positions, channels, gx0, gy0):
+                continue
             src_bounds = bounds if same else _transform_bounds(self.crs, source.crs, bounds)
             window = source.window_for_bounds(src_bounds)
             if window is None:
@@ -397,6 +399,30 @@ class PatchSampler(_Sampler):
             fine[channels] = dst[positions]
         windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))
         return windows.transpose(1, 2, 0, 3, 4)[rows, cols]  # one copy, [k, C, P, P]
+
+    def _copy_aligned(self, source, fine, positions, channels, gx0, gy0) -> bool:
+        """When the source is north up on the patch lattice itself (same CRS, r-metre pixels,
+        origin a whole number of pixels away), nearest-neighbour resampling is the identity:
+        copy the overlapping pixels into ``fine`` instead of warping. False otherwise."""
+        t, r = source.transform, self.r
+        if (
+            t.b != 0
+            or t.d != 0
+            or not math.isclose(t.a, r, rel_tol=1e-9)
+            or not math.isclose(-t.e, r, rel_tol=1e-9)
+        ):
+            return False
+        col0, row0 = (gx0 - t.c) / r, (t.f - gy0) / r
+        if abs(col0 - round(col0)) > 1e-6 or abs(row0 - round(row0)) > 1e-6:
+            return False
+        col0, row0 = int(round(col0)), int(round(row0))
+        height, width = fine.shape[1:]
+        c0, r0 = max(0, col0), max(0, row0)
+        c1, r1 = min(source.width, col0 + width), min(source.height, row0 + height)
+        if c1 > c0 and r1 > r0:
+            data = source.read(Window(c0, r0, c1 - c0, r1 - r0))
+            fine[channels, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = data[positions]
+        return True
 
     def _gather(self, xs, ys) -> np.ndarray:
         """Patches not on a common lattice: every patch pixel centre sampled as a point,
