@@ -281,30 +281,51 @@ def child_main(spec: dict) -> None:
         result = predict(spec["model"], spec["rasters"], **spec["kwargs"])
         print(json.dumps({"seconds": result.seconds, "cells": result.cells, "valid": result.valid_cells}))
     elif kind == "ort":
-        from geoplant_qgis.core.engine import LoadedModel, _session
+        from geoplant_qgis.core.engine import LoadedModel, _session, _workers
 
         model = LoadedModel(spec["model"])
-        session = _session(spec["model"])
         spec_in = model.card.inputs[0]
+        workers = _workers(None)[0]
+        # two layouts, the best kept: one session on every core, or (like the engine) one
+        # single-threaded session per core fed from as many threads
+        layouts = {"1 session": [_session(spec["model"])]}
+        if workers > 1:
+            layouts[f"{workers} sessions x 1 thread"] = [_session(spec["model"], 1) for _ in range(workers)]
         rows, batches = spec["rows"], spec["batches"]
         rng = np.random.default_rng(0)
         x = rng.normal(size=spec_in.tensor_shape(max(batches))).astype(np.float32)
         output = [model.card.output.name]
 
-        def timed(n_rows, batch):
+        def timed(n_rows, batch, sessions):
+            import threading
+
+            def loop(session, share):
+                done = 0
+                while done < share:
+                    n = min(batch, share - done)
+                    session.run(output, {spec_in.name: x[:n]})
+                    done += n
+
             started = time.perf_counter()
-            done = 0
-            while done < n_rows:
-                n = min(batch, n_rows - done)
-                session.run(output, {spec_in.name: x[:n]})
-                done += n
+            share = -(-n_rows // len(sessions))
+            threads = [threading.Thread(target=loop, args=(s, share)) for s in sessions[1:]]
+            for t in threads:
+                t.start()
+            loop(sessions[0], share)
+            for t in threads:
+                t.join()
             return time.perf_counter() - started
 
-        # fair baseline: onnxruntime's best batch size (tried on a tenth of the rows)
-        timed(16, 16)
+        # fair baseline: onnxruntime's best batch size and layout (tried on a tenth of the rows)
+        for sessions in layouts.values():
+            timed(64, 16, sessions)
         trial = max(min(batches) * 4, rows // 10)
-        best = min(batches, key=lambda b: timed(trial, b))
-        print(json.dumps({"seconds": timed(rows, best), "rows": rows, "batch": best}))
+        best = min(
+            ((b, name) for b in batches for name in layouts),
+            key=lambda bn: timed(trial, bn[0], layouts[bn[1]]),
+        )
+        seconds = timed(rows, best[0], layouts[best[1]])
+        print(json.dumps({"seconds": seconds, "rows": rows, "batch": f"{best[0]} ({best[1]})"}))
     elif kind == "naive":
         naive_per_cell(spec)
 
@@ -423,6 +444,24 @@ def block_cells_for(model: str) -> int:
     in_bytes = sum(4 * int(np.prod(s.tensor_shape(1))) for s in card.inputs)
     cell = 3 * in_bytes + 3 * 4 * len(card.species) + 2 * (1 + TOP_K) * 4
     return min(engine.MAX_BLOCK_CELLS, max(256, engine.BLOCK_BUDGET_BYTES // cell))
+
+
+def observations_memory(rows: int) -> dict:
+    """bench/bench_observations.py (the CSV reader's memory bench): {mode: peak RSS ratio
+    large file / small file}; its own table is printed as it comes."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_observations.py"), str(rows)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    print(proc.stdout.rstrip(), flush=True)
+    ratios = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[0].endswith("/large"):
+            ratios[parts[0].split("/")[0]] = float(parts[5])
+    return ratios
 
 
 def ort_batches(block: int) -> list[int]:
@@ -548,6 +587,9 @@ def main(argv=None) -> int:
     naive_total = naive["seconds_per_cell"] * cells
     rows.append((f"naive (extrapolated from {naive_cells} cells)", cells, naive_total, float("nan"), None))
 
+    print("observations CSV reader: peak RSS, large vs small file ...", flush=True)
+    obs = observations_memory(2_000_000 if not args.quick else 400_000)
+
     # ------------------------------------------------------------------------------
     print()
     header = f"{'case':45s} {'cells':>10s} {'seconds':>9s} {'cells/s':>10s} {'peak RSS MB':>12s}"
@@ -562,6 +604,8 @@ def main(argv=None) -> int:
         "patch efficiency (core)": port_s / pcore_s,
         "memory: peak RSS 4x cells / 1x cells": core_rss / small_rss,
         "naive / ours speed-up": naive_total / end_to_end,
+        "observations CSV, peak RSS large / small (stream)": obs.get("stream"),
+        "observations CSV, peak RSS large / small (aggregate)": obs.get("aggregate"),
     }
     print()
     for key, value in ratios.items():
