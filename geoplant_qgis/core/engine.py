@@ -443,7 +443,7 @@ def predict(
     probability bands are written, in that order (default all); richness and top-K always
     cover every species of the model. ``threshold``: richness counts species with p >= threshold.
     ``block_cells``: cells per block (default from a memory budget); ``threads``:
-    onnxruntime threads (default all cores).
+    onnxruntime threads of one session (default: one single-threaded session per core).
     """
     from .grid import area_mask, make_grid
 
