@@ -66,6 +66,7 @@ from ..core import estimate
 from ..core.bundled import default_model_path
 from ..core.errors import GeoPlantError
 from ..processing.base import plugin_icon
+from ..processing.params import crs_text
 from . import results
 from .maptools import AreaDisplay, IdentifySpeciesTool, PolygonAreaTool, RectangleAreaTool
 from .tasks import PredictRun
@@ -802,8 +803,8 @@ class GeoPlantDock(QgsDockWidget):
         try:
             width, height, _ = estimate.grid_size(
                 (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()),
-                _crs_text(self.area_crs),
-                _crs_text(crs),
+                crs_text(self.area_crs),
+                crs_text(crs),
                 self.cell_size_spin.value(),
             )
         except GeoPlantError as error:
@@ -938,7 +939,7 @@ class GeoPlantDock(QgsDockWidget):
             "RASTERS": rasters,
             "MAPPING": mapping,
             "EXTENT": extent,
-            "CRS": _crs_text(self.grid_crs()),
+            "CRS": crs_text(self.grid_crs()),
             "CELL_SIZE": float(self.cell_size_spin.value()),
             "TOP_K": int(self.topk_spin.value()) if self.topk_check.isChecked() else 0,
         }
@@ -1187,11 +1188,6 @@ class GeoPlantDock(QgsDockWidget):
                     pass
             self._connected = False
         self._remove_temp_dirs()
-
-
-def _crs_text(crs):
-    """A CRS as text rasterio/PROJ reads: the authority id, else WKT."""
-    return crs.authid() if crs.authid() else crs.toWkt()
 
 
 def _escape(text):

@@ -24,16 +24,7 @@ from qgis.core import (
 from ..core.bundled import default_model_path
 from ..core.errors import InputDataError, MissingDependencyError
 from .base import GeoPlantAlgorithm
-
-
-def _layer_path(layer) -> str:
-    from .predict import raster_layer_path
-
-    return raster_layer_path(layer)
-
-
-def _crs_text(crs) -> str:
-    return crs.authid() or crs.toWkt()
+from .params import crs_text, given, raster_paths
 
 
 def _parse_ids(value) -> list[int]:
@@ -80,7 +71,7 @@ def surveys_from_layer(layer):
         [(sid, x, y, sorted(s)) for sid, (x, y, s) in sorted(rows.items())],
         columns=["surveyId", "x", "y", "speciesIds"],
     )
-    return frame, _crs_text(layer.crs())
+    return frame, crs_text(layer.crs())
 
 
 class EvaluateAlgorithm(GeoPlantAlgorithm):
@@ -175,15 +166,6 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
 
-    @staticmethod
-    def _given(parameters, name) -> bool:
-        value = parameters.get(name)
-        if value is None:
-            return False
-        if isinstance(value, str | list | tuple):
-            return bool(value) and not (isinstance(value, str) and not value.strip())
-        return True
-
     def _surveys(self, parameters, name, context, progress):
         """(DataFrame surveyId, x, y, speciesIds, CRS text) from a CSV path or a vector layer."""
         from ..core.evaluate import surveys_from_csv
@@ -210,14 +192,12 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
 
         surveys, crs = self._surveys(parameters, "SURVEYS", context, progress)
         train_lists = None
-        if self._given(parameters, "TRAIN_SURVEYS"):
+        if given(parameters, "TRAIN_SURVEYS"):
             train, _ = self._surveys(parameters, "TRAIN_SURVEYS", context, progress)
             train_lists = list(train["speciesIds"])
         predictions = []
-        if self._given(parameters, "PREDICTIONS"):
-            predictions = [
-                _layer_path(layer) for layer in self.parameterAsLayerList(parameters, "PREDICTIONS", context)
-            ]
+        if given(parameters, "PREDICTIONS"):
+            predictions = raster_paths(self, parameters, context, "PREDICTIONS")
         model = rasters = None
         mapping = self.parameterAsString(parameters, "MAPPING", context) or None
         if not predictions:
@@ -229,9 +209,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             missing = missing_dependencies(("onnxruntime",))
             if missing:
                 raise MissingDependencyError("Running a MODEL needs onnxruntime. " + install_hint(missing))
-            rasters = [
-                _layer_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)
-            ]
+            rasters = raster_paths(self, parameters, context, "RASTERS")
             if not rasters and not mapping:
                 raise InputDataError(
                     "MODEL needs its input RASTERS (or a MAPPING) to predict at the surveys."
@@ -240,7 +218,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         table = (
             self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context)
-            if self._given(parameters, "OUTPUT_TABLE")
+            if given(parameters, "OUTPUT_TABLE")
             else None
         )
         if not QgsCoordinateReferenceSystem(crs).isValid():

@@ -13,7 +13,8 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
-from .sampleenvironment import _given, add_location_parameters, crs_text, raster_path, read_grid, read_points
+from .params import given, raster_layer_path, read_crs
+from .sampleenvironment import add_location_parameters, read_grid, read_points
 
 
 class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
@@ -61,18 +62,16 @@ class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, "RASTER", context)
         if layer is None:
             raise QgsProcessingException("Choose the RASTER to cut patches from.")
-        bands = self.parameterAsInts(parameters, "BANDS", context) if _given(parameters, "BANDS") else None
+        bands = self.parameterAsInts(parameters, "BANDS", context) if given(parameters, "BANDS") else None
         points = read_points(self, parameters, context, feedback, integer_ids=True)
         grid = None if points is not None else read_grid(self, parameters, context, feedback)
         if points is None and grid is None:
             raise QgsProcessingException("Give POINTS, or an EXTENT or an AREA for a grid.")
-        crs = (
-            crs_text(self.parameterAsCrs(parameters, "CRS", context)) if _given(parameters, "CRS") else None
-        ) or ("EPSG:3035")
+        crs = read_crs(self, parameters, context) or "EPSG:3035"
         folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
         result = extract_patches(
             folder,
-            raster_path(layer),
+            raster_layer_path(layer),
             bands=bands or None,
             size=self.parameterAsInt(parameters, "SIZE", context),
             pixel_size=self.parameterAsDouble(parameters, "PIXEL_SIZE", context),

@@ -24,7 +24,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
-    QgsProviderRegistry,
     QgsRasterBandStats,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
@@ -33,34 +32,13 @@ from qgis.core import (
 
 from ..core.bundled import default_model_path
 from .base import GeoPlantAlgorithm
+from .params import given, raster_paths, read_area, read_crs, read_extent
 
 OUTPUTS = (
     ("OUTPUT_RICHNESS", "richness", "Richness (expected number of species)"),
     ("OUTPUT_TOPK", "topk", "Top-K species"),
     ("OUTPUT_PROBABILITIES", "probabilities", "Species probabilities"),
 )
-
-
-def _crs_text(crs) -> str | None:
-    """'EPSG:xxxx' when the CRS has an authority id, else its WKT; None when invalid."""
-    if crs is None or not crs.isValid():
-        return None
-    return crs.authid() or crs.toWkt()
-
-
-def raster_layer_path(layer) -> str:
-    """A raster layer's file (or GDAL dataset name) for core; refuses non-GDAL layers."""
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(
-            f"The raster layer '{layer.name()}' is not a file GDAL can read (provider "
-            f"'{layer.providerType()}'); save it as a GeoTIFF first."
-        )
-    source = layer.source()
-    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
-    path = parts.get("path") or source
-    if parts.get("layerName") or parts.get("vsiPrefix"):
-        return source  # GDAL dataset names (GPKG rasters, /vsizip/...) are passed as they are
-    return path
 
 
 class _Style(QgsProcessingLayerPostProcessorInterface):
@@ -196,61 +174,31 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("VALID_CELLS", self.tr("Valid cells")))
         self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Seconds")))
 
-    @staticmethod
-    def _given(parameters, name) -> bool:
-        value = parameters.get(name)
-        return value is not None and not (isinstance(value, str) and not value.strip())
-
     def execute(self, parameters, context, feedback, progress):
         from ..core.engine import predict
 
         model = self.parameterAsFile(parameters, "MODEL", context)
         if not model:
             raise QgsProcessingException("Choose a MODEL (.onnx file with a geoplant card).")
-        rasters = [
-            raster_layer_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)
-        ]
+        rasters = raster_paths(self, parameters, context, "RASTERS")
         mapping = self.parameterAsString(parameters, "MAPPING", context) or None
 
-        extent = extent_crs = None
-        if self._given(parameters, "EXTENT"):
-            rect = self.parameterAsExtent(parameters, "EXTENT", context)
-            if not rect.isNull() and not rect.isEmpty():
-                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-                extent_crs = _crs_text(self.parameterAsExtentCrs(parameters, "EXTENT", context))
-        area = area_crs = None
-        if self._given(parameters, "AREA"):
-            source = self.parameterAsSource(parameters, "AREA", context)
-            if source is None:
-                raise QgsProcessingException("The AREA layer cannot be read.")
-            area = []
-            for feature in source.getFeatures():
-                if feedback is not None and feedback.isCanceled():
-                    break
-                geometry = feature.geometry()
-                if geometry is not None and not geometry.isEmpty():
-                    area.append(bytes(geometry.asWkb()))
-            if not area:
-                raise QgsProcessingException("The AREA layer has no polygon.")
-            area_crs = _crs_text(source.sourceCrs())
+        extent, extent_crs = read_extent(self, parameters, context)
+        area, area_crs = read_area(self, parameters, context, feedback)
         if extent is None and area is None:
             raise QgsProcessingException("Give an EXTENT or an AREA to predict over.")
 
-        crs = (
-            _crs_text(self.parameterAsCrs(parameters, "CRS", context))
-            if self._given(parameters, "CRS")
-            else None
-        )
+        crs = read_crs(self, parameters, context)
         cell_size = (
             self.parameterAsDouble(parameters, "CELL_SIZE", context)
-            if self._given(parameters, "CELL_SIZE")
+            if given(parameters, "CELL_SIZE")
             else None
         )
         if cell_size is not None and cell_size <= 0:
             raise QgsProcessingException("CELL_SIZE must be a positive number of metres.")
         threshold = (
             self.parameterAsDouble(parameters, "THRESHOLD", context)
-            if self._given(parameters, "THRESHOLD")
+            if given(parameters, "THRESHOLD")
             else None
         )
         top_k = self.parameterAsInt(parameters, "TOP_K", context)
@@ -258,7 +206,7 @@ class PredictAlgorithm(GeoPlantAlgorithm):
 
         paths = {}
         for name, key, _ in OUTPUTS:
-            if not self._given(parameters, name):
+            if not given(parameters, name):
                 continue
             path = self.parameterAsOutputLayer(parameters, name, context)
             if not path:

@@ -26,9 +26,7 @@ LOG_TAG = "GeoPlant"
 
 def algorithm_classes():
     """The algorithm classes, in menu order."""
-    return [
-        getattr(importlib.import_module(f"{__package__}.{module}"), name) for module, name in ALGORITHMS
-    ]
+    return [getattr(importlib.import_module(f"{__package__}.{module}"), name) for module, name in ALGORITHMS]
 
 
 class GeoPlantProvider(QgsProcessingProvider):

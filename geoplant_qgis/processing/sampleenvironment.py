@@ -19,26 +19,9 @@ from qgis.core import (
 
 from ..core.extract import GridArea, Points
 from .base import GeoPlantAlgorithm
+from .params import crs_text, given, raster_paths, read_area, read_crs, read_extent
 
 ID_FIELD = "surveyId"
-
-
-def _given(parameters, name) -> bool:
-    value = parameters.get(name)
-    return value is not None and not (isinstance(value, str) and not value.strip())
-
-
-def crs_text(crs) -> str | None:
-    """'EPSG:xxxx' when the CRS has an authority id, else its WKT; None when invalid."""
-    if crs is None or not crs.isValid():
-        return None
-    return crs.authid() or crs.toWkt()
-
-
-def raster_path(layer) -> str:
-    from .predict import raster_layer_path
-
-    return raster_layer_path(layer)
 
 
 def add_location_parameters(alg, default_cell_size=100.0):
@@ -68,7 +51,7 @@ def add_location_parameters(alg, default_cell_size=100.0):
 
 def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points | None:
     """The POINTS layer as ids + coordinates in its CRS (None when not given)."""
-    if not _given(parameters, "POINTS"):
+    if not given(parameters, "POINTS"):
         return None
     source = alg.parameterAsSource(parameters, "POINTS", context)
     if source is None:
@@ -113,32 +96,11 @@ def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points
 
 def read_grid(alg, parameters, context, feedback) -> GridArea | None:
     """The grid from EXTENT / AREA / CELL_SIZE / CRS (None when neither EXTENT nor AREA)."""
-    extent = extent_crs = None
-    if _given(parameters, "EXTENT"):
-        rect = alg.parameterAsExtent(parameters, "EXTENT", context)
-        if not rect.isNull() and not rect.isEmpty():
-            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-            extent_crs = crs_text(alg.parameterAsExtentCrs(parameters, "EXTENT", context))
-    area = area_crs = None
-    if _given(parameters, "AREA"):
-        source = alg.parameterAsSource(parameters, "AREA", context)
-        if source is None:
-            raise QgsProcessingException("The AREA layer cannot be read.")
-        area = []
-        for feature in source.getFeatures():
-            if feedback is not None and feedback.isCanceled():
-                break
-            geometry = feature.geometry()
-            if geometry is not None and not geometry.isEmpty():
-                area.append(bytes(geometry.asWkb()))
-        if not area:
-            raise QgsProcessingException("The AREA layer has no polygon.")
-        area_crs = crs_text(source.sourceCrs())
+    extent, extent_crs = read_extent(alg, parameters, context)
+    area, area_crs = read_area(alg, parameters, context, feedback)
     if extent is None and area is None:
         return None
-    crs = (
-        crs_text(alg.parameterAsCrs(parameters, "CRS", context)) if _given(parameters, "CRS") else None
-    ) or "EPSG:3035"
+    crs = read_crs(alg, parameters, context) or "EPSG:3035"
     cell_size = alg.parameterAsDouble(parameters, "CELL_SIZE", context)
     return GridArea(crs, cell_size, extent, extent_crs, area, area_crs)
 
@@ -179,7 +141,7 @@ class SampleEnvironmentAlgorithm(GeoPlantAlgorithm):
     def execute(self, parameters, context, feedback, progress):
         from ..core.extract import sample_environment
 
-        rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, "RASTERS", context)]
+        rasters = raster_paths(self, parameters, context)
         mapping = self.parameterAsString(parameters, "MAPPING", context) or None
         points = read_points(self, parameters, context, feedback)
         grid = None if points is not None else read_grid(self, parameters, context, feedback)
