@@ -161,29 +161,41 @@ def _value(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def survey_fields() -> QgsFields:
+# Field names and types of the two outputs, in the GeoPlant metadata's own names.
+SURVEY_FIELDS = (
+    ("surveyId", QVariant.LongLong),
+    ("year", QVariant.Int),
+    ("country", QVariant.String),
+    ("region", QVariant.String),
+    ("geoUncertaintyInM", QVariant.Double),
+    ("areaInM2", QVariant.Double),
+    ("speciesIds", QVariant.String),
+    ("richness", QVariant.Int),
+)
+ROW_FIELDS = (
+    ("surveyId", QVariant.LongLong),
+    ("speciesId", QVariant.LongLong),
+    ("year", QVariant.Int),
+    ("country", QVariant.String),
+    ("region", QVariant.String),
+    ("geoUncertaintyInM", QVariant.Double),
+    ("areaInM2", QVariant.Double),
+)
+
+
+def _fields(spec) -> QgsFields:
     fields = QgsFields()
-    fields.append(QgsField("surveyId", QVariant.LongLong))
-    fields.append(QgsField("year", QVariant.Int))
-    fields.append(QgsField("country", QVariant.String))
-    fields.append(QgsField("region", QVariant.String))
-    fields.append(QgsField("geoUncertaintyInM", QVariant.Double))
-    fields.append(QgsField("areaInM2", QVariant.Double))
-    fields.append(QgsField("speciesIds", QVariant.String))
-    fields.append(QgsField("richness", QVariant.Int))
+    for name, kind in spec:
+        fields.append(QgsField(name, kind))
     return fields
+
+
+def survey_fields() -> QgsFields:
+    return _fields(SURVEY_FIELDS)
 
 
 def row_fields() -> QgsFields:
-    fields = QgsFields()
-    fields.append(QgsField("surveyId", QVariant.LongLong))
-    fields.append(QgsField("speciesId", QVariant.LongLong))
-    fields.append(QgsField("year", QVariant.Int))
-    fields.append(QgsField("country", QVariant.String))
-    fields.append(QgsField("region", QVariant.String))
-    fields.append(QgsField("geoUncertaintyInM", QVariant.Double))
-    fields.append(QgsField("areaInM2", QVariant.Double))
-    return fields
+    return _fields(ROW_FIELDS)
 
 
 def _point_feature(fields, lon, lat, attributes):
