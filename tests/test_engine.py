@@ -752,3 +752,89 @@ def test_fused_graph_is_valid_onnx(tmp_path):
     np.testing.assert_allclose(mul, [1.0, 0.08])  # scale / std
     np.testing.assert_allclose(add, [-0.5, -1.6])  # -mean / std
     assert proto.metadata_props[0].key == "geoplant"  # the card survives
+
+
+# --- extents reaching far outside the sources ------------------------------------------
+
+
+class Recorder(Progress):
+    def __init__(self):
+        self.warnings = []
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+
+@pytest.mark.parametrize("block_cells", [200, 4000])
+def test_big_extent_outside_sources_skips_blocks(tmp_path, climate, monkeypatch, block_cells):
+    """200 km x 200 km around sources of ~15-60 km: the cells outside are nodata without
+    being sampled, the cells inside have the same values as a run over the sources alone."""
+    from geoplant_qgis.core import sampling
+
+    calls = []
+    original = sampling.PointSampler.sample
+
+    def counting(self, xs, ys):
+        calls.append(len(xs))
+        return original(self, xs, ys)
+
+    monkeypatch.setattr(sampling.PointSampler, "sample", counting)
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    extent = (3_700_000.0, 2_200_000.0, 3_900_000.0, 2_400_000.0)
+    paths = {"richness": str(tmp_path / "r.tif"), "topk": str(tmp_path / "t.tif")}
+    progress = Recorder()
+    result = engine.predict(
+        model,
+        climate,
+        extent=extent,
+        cell_size=1000,
+        top_k=3,
+        output_richness=paths["richness"],
+        output_topk=paths["topk"],
+        block_cells=block_cells,
+        progress=progress,
+    )
+    probs, valid, (_, _, width, height) = expected_point_probs(climate, extent, 1000, "sigmoid")
+    assert (width, height) == (200, 200) and 0 < valid.sum() < 400
+    assert result.valid_cells == valid.sum()
+    check_outputs(paths, probs, valid, width, height, top_k=3)
+    # the elevation raster covers rows 95-114 of the grid: only blocks near them are sampled
+    # (two samplers per sampled block), and only cells of tiles near the sources
+    rows_per_block = block_cells // width
+    sampled_blocks = len(calls) // 2
+    assert sampled_blocks <= math.ceil(22 / rows_per_block) + 1
+    assert sum(calls) // 2 < 0.1 * width * height
+    share = 1 - valid.sum() / valid.size
+    assert len(progress.warnings) == 1
+    text = "Almost all (over 99.5%)" if share > 0.995 else f"About {100 * share:.0f}%"
+    assert f"{text} of the grid's 40,000 cells lie outside the input rasters" in progress.warnings[0]
+
+
+def test_reach_keeps_every_cell_a_source_reaches(tmp_path, climate):
+    """reach() never drops a cell that has a value (any tile size), and drops far ones."""
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    loaded = engine.LoadedModel(model)
+    inputs = engine._Inputs(loaded.card, climate, None, "EPSG:3035")
+    try:
+        from geoplant_qgis.core.grid import make_grid
+
+        extent = (3_700_000.0, 2_200_000.0, 3_900_000.0, 2_400_000.0)
+        grid = make_grid(extent, "EPSG:3035", crs="EPSG:3035", cell_size=500)
+        _, valid, _ = expected_point_probs(climate, extent, 500, "sigmoid")
+        # cells with a value in both rasters, nodata hole included as "has a source"
+        xs, ys = grid.cell_centres(0, grid.height, 0, grid.width)
+        xs, ys = np.asarray(xs).ravel(), np.asarray(ys).ravel()
+        covered = ~np.isnan(lookup(climate[1], xs, ys, "EPSG:3035"))
+        bx, by = warp_transform("EPSG:3035", "EPSG:4326", list(xs), list(ys))
+        covered &= (np.asarray(bx) > 3.5003) & (np.asarray(bx) < 4.2003)
+        covered &= (np.asarray(by) > 43.3007) & (np.asarray(by) < 43.9007)
+        assert valid.sum() > 0 and not (valid & ~covered).any()
+        for tile in (1, 7, 32, 64):
+            keep = inputs.reach(grid, 0, 0, grid.height, grid.width, tile=tile)
+            assert keep is not None and keep[covered].all()
+            assert keep.sum() < 0.2 * keep.size
+        keep = inputs.reach(grid, 0, 0, 1, grid.width)  # the first row is far from both rasters
+        assert keep is not None and not keep.any()
+        assert abs(inputs.share_outside(grid) - (1 - covered.mean())) < 0.01
+    finally:
+        inputs.close()

@@ -59,6 +59,10 @@ MICRO_BATCH = 256
 MAX_WORKERS = 4
 #: GDAL block cache during a run, MB
 GDAL_CACHE_MB = 64
+#: cells per side of the tiles :meth:`_Inputs.reach` checks against the sources
+REACH_TILE = 32
+#: warn before the run when at least this share of the grid lies outside the sources
+OUTSIDE_WARNING = 0.25
 _DONE = object()
 
 
@@ -269,6 +273,7 @@ class _Inputs:
         self.specs = card.inputs
         self.refs = {spec.name: [refs[n] for n in spec.source_names] for spec in card.inputs}
         self.samplers = []
+        self._required_cache = None
         try:
             for spec in card.inputs:
                 if spec.kind == "patch":
@@ -313,6 +318,124 @@ class _Inputs:
         else:
             feeds = {k: np.ascontiguousarray(t[valid], dtype=np.float32) for k, t in tensors.items()}
         return feeds, valid
+
+    # -- where the sources can give values ------------------------------------------------
+
+    def _required(self):
+        """(source CRS, corners' bbox in it, halo in grid metres) of each source file an input
+        without ``fill`` reads: a cell no such source reaches gets no value."""
+        if self._required_cache is None:
+            found, seen = [], set()
+            for spec, sampler in zip(self.specs, self.samplers, strict=True):
+                if spec.fill is not None:
+                    continue
+                halo = spec.size * spec.pixel_size_m / 2.0 if spec.kind == "patch" else 0.0
+                for source in sampler.sources:
+                    key = (source.path, halo)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    t = source.transform
+                    cx, cy = t * (
+                        np.array([0, source.width, 0, source.width], dtype=np.float64),
+                        np.array([0, 0, source.height, source.height], dtype=np.float64),
+                    )
+                    found.append((source.crs, (cx.min(), cy.min(), cx.max(), cy.max()), halo, source))
+            self._required_cache = found
+        return self._required_cache
+
+    def reach(self, grid, row: int, col: int, rows: int, cols: int, tile: int = REACH_TILE):
+        """bool [rows * cols]: False for the cells of the window that cannot get a value for
+        every input without ``fill`` (no required source overlaps them); None when all may.
+
+        The window is cut into tiles of ``tile`` x ``tile`` cells; the tile corners are
+        transformed to each source CRS (once per CRS) and a tile is kept when the bounding
+        box of its corners, widened by a quarter of its size (curvature) and by the patch
+        half-width, overlaps the source's. Conservative: a tile whose corners do not all
+        transform is kept (its cells are then sampled and found invalid as before).
+        """
+        from rasterio.warp import transform
+
+        required = self._required()
+        if not required:
+            return None
+        r_edges = np.unique(np.r_[np.arange(row, row + rows, tile), row + rows])
+        c_edges = np.unique(np.r_[np.arange(col, col + cols, tile), col + cols])
+        size = grid.cell_size
+        gx = grid.left + c_edges * size
+        gy = grid.top - r_edges * size
+        px, py = np.meshgrid(gx, gy)
+        tile_w = np.diff(c_edges)[None, :] * size  # metres
+        tile_h = np.diff(r_edges)[:, None] * size
+        keep = np.ones((len(r_edges) - 1, len(c_edges) - 1), dtype=bool)
+        grid_crs = self.samplers[0].crs
+        cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for crs, (sl, sb, sr, st), halo, _ in required:
+            if crs == grid_crs:
+                tx, ty = px, py
+            else:
+                key = crs.to_wkt()
+                if key not in cache:
+                    try:
+                        with np.errstate(invalid="ignore"):
+                            tx, ty = transform(grid_crs, crs, px.ravel(), py.ravel())
+                        cache[key] = (
+                            np.asarray(tx, dtype=np.float64).reshape(px.shape),
+                            np.asarray(ty, dtype=np.float64).reshape(px.shape),
+                        )
+                    except Exception:  # no transformation: keep everything
+                        return None
+                tx, ty = cache[key]
+            corners_x = np.stack([tx[:-1, :-1], tx[:-1, 1:], tx[1:, :-1], tx[1:, 1:]])
+            corners_y = np.stack([ty[:-1, :-1], ty[:-1, 1:], ty[1:, :-1], ty[1:, 1:]])
+            finite = np.isfinite(corners_x).all(axis=0) & np.isfinite(corners_y).all(axis=0)
+            with np.errstate(invalid="ignore"):
+                x0, x1 = corners_x.min(axis=0), corners_x.max(axis=0)
+                y0, y1 = corners_y.min(axis=0), corners_y.max(axis=0)
+                w, h = x1 - x0, y1 - y0
+                per_metre = np.maximum(w / tile_w, h / tile_h)
+                margin = 0.25 * np.maximum(w, h) + halo * per_metre + 1e-9 * (abs(x0) + abs(y0) + 1.0)
+                overlaps = (x0 - margin < sr) & (x1 + margin > sl) & (y0 - margin < st) & (y1 + margin > sb)
+            keep &= ~finite | overlaps
+        if keep.all():
+            return None
+        counts_r, counts_c = np.diff(r_edges), np.diff(c_edges)
+        return np.repeat(np.repeat(keep, counts_r, axis=0), counts_c, axis=1).ravel()
+
+    def share_outside(self, grid, samples: int = 256) -> float:
+        """Share of the grid's cells (estimated on up to ``samples`` x ``samples`` cell
+        centres) that lie outside a source of an input without ``fill``."""
+        from rasterio.warp import transform
+
+        required = self._required()
+        if not required:
+            return 0.0
+        height, width = grid.shape
+        rows = np.unique(np.linspace(0, height - 1, min(samples, height)).round().astype(np.int64))
+        cols = np.unique(np.linspace(0, width - 1, min(samples, width)).round().astype(np.int64))
+        size = grid.cell_size
+        px, py = np.meshgrid(grid.left + (cols + 0.5) * size, grid.top - (rows + 0.5) * size)
+        px, py = px.ravel(), py.ravel()
+        inside = np.ones(px.size, dtype=bool)
+        grid_crs = self.samplers[0].crs
+        cache = {}
+        for crs, _, _, source in required:
+            if crs == grid_crs:
+                tx, ty = px, py
+            else:
+                key = crs.to_wkt()
+                if key not in cache:
+                    try:
+                        cache[key] = tuple(
+                            np.asarray(v, dtype=np.float64) for v in transform(grid_crs, crs, px, py)
+                        )
+                    except Exception:
+                        return 0.0
+                tx, ty = cache[key]
+            c, r = source.inverse * (tx, ty)
+            with np.errstate(invalid="ignore"):
+                inside &= (c >= 0) & (c < source.width) & (r >= 0) & (r < source.height)
+        return 1.0 - float(inside.mean())
 
     def close(self):
         for sampler in self.samplers:
@@ -547,6 +670,14 @@ def predict(
         cell_bytes = 3 * inputs.cell_bytes() + 3 * 4 * len(card.species) + 2 * out_bytes
         if block_cells is None:
             block_cells = min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // cell_bytes))
+        outside = inputs.share_outside(grid)
+        if outside >= OUTSIDE_WARNING:
+            share = "Almost all (over 99.5%)" if outside > 0.995 else f"About {100 * outside:.0f}%"
+            progress.warning(
+                f"{share} of the grid's {width * height:,} cells lie outside the input "
+                "rasters: they will be nodata (they are skipped, not computed). If that is not what you "
+                "meant, check the extent (its CRS, and the order of its coordinates)."
+            )
         progress.info(
             f"Grid: {width} x {height} cells of {size:g} m in {grid.crs}, "
             f"{n_species} species"
@@ -608,12 +739,18 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
             for row, col, rows, cols in windows:
                 if stop.is_set():
                     return
+                # cells no required source reaches: nodata, never sampled nor transformed
+                inside = inputs.reach(grid, row, col, rows, cols)
+                if inside is not None and not inside.any():
+                    _put_until(ready, (row, col, rows, cols, None, np.zeros(rows * cols, dtype=bool)), stop)
+                    continue
                 xs, ys = grid.cell_centres(row, row + rows, col, col + cols)
                 xs, ys = np.asarray(xs).ravel(), np.asarray(ys).ravel()
-                inside = None
                 if area is not None:
                     mask = area_mask(grid, area, area_crs, window=Window(col, row, cols, rows))
-                    inside = np.asarray(mask, dtype=bool).ravel()
+                    mask = np.asarray(mask, dtype=bool).ravel()
+                    inside = mask if inside is None else inside & mask
+                if inside is not None:
                     xs, ys = xs[inside], ys[inside]
                 if len(xs):
                     feeds, valid = inputs.prepare(xs, ys, normalise=not post.normalises)
