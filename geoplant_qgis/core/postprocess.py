@@ -16,7 +16,8 @@ Graph (opset 13), input ``raw`` float32 [N, S]:
   ``p >= threshold`` (float32 [N]): always over every species
 - ``topk = Gather(ids, TopK(p, K).indices)`` int32 [N, K]: species ids by decreasing
   probability over every species; ONNX TopK breaks ties by the lower index, i.e. column
-  (card) order.
+  (card) order. With ``topk_group`` the same indices come from a cheaper exact
+  computation over groups of neighbouring rows (:func:`_grouped_topk`).
 - ``probabilities = Gather(p, columns, axis=1)`` float32 [N, S'] (``Identity`` when all
   species are requested): SPECIES selects these bands only.
 """
@@ -34,7 +35,7 @@ IR_VERSION = 7
 # onnx.proto TensorProto.DataType
 FLOAT, INT32, INT64 = 1, 6, 7
 # AttributeProto.AttributeType
-ATTR_FLOAT, ATTR_INT = 1, 2
+ATTR_FLOAT, ATTR_INT, ATTR_INTS = 1, 2, 7
 
 _DTYPES = {np.dtype(np.float32): FLOAT, np.dtype(np.int32): INT32, np.dtype(np.int64): INT64}
 
@@ -87,6 +88,8 @@ def _tensor(name: str, array: np.ndarray) -> bytes:
 
 
 def _attribute(name: str, value) -> bytes:
+    if isinstance(value, list | tuple):
+        return _str(1, name) + b"".join(_int(8, int(v)) for v in value) + _int(20, ATTR_INTS)
     if isinstance(value, float):
         return _str(1, name) + _float(2, value) + _int(20, ATTR_FLOAT)
     return _str(1, name) + _int(3, int(value)) + _int(20, ATTR_INT)
@@ -107,9 +110,114 @@ def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> bytes:
     return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
 
 
+def _reduce(op: str, x: str, out: str, axis: int, opset: int, inits: list, name) -> bytes:
+    """ReduceMin/ReduceMax over one axis, keepdims: axes an attribute before opset 18, an input after."""
+    if opset < 18:
+        return _node(op, [x], [out], out, axes=[axis], keepdims=1)
+    axes = name(f"{op}_axes")
+    inits.append(_tensor(axes, np.array([axis], dtype=np.int64)))
+    return _node(op, [x, axes], [out], out, keepdims=1)
+
+
+def _grouped_topk(nodes, inits, p, k, result, n_species, top_k, group, opset, name) -> None:
+    """TopK column indices (int64 [N, K]) of ``p`` [N, S], exact, using neighbouring rows.
+
+    The rows come in groups of ``group`` (N must be a multiple of it: the engine pads);
+    valid cells arrive in row-major order, so the rows of a group are neighbouring cells
+    with nearly the same top-K species. Only the first row of each group (the leader) goes
+    through a full TopK. For every row of the group, ``bound`` = the smallest of its own
+    values at the leader's K columns: K distinct elements of the row are >= bound. When
+    every other element of the row is < bound (one max pass over the row with the
+    leader's columns set to -inf), the row's top-K columns ARE the leader's columns, and
+    only their order is left: a TopK over the K gathered values, the columns sorted
+    ascending first so that equal values keep the lower column first (ONNX TopK's tie
+    rule). The other rows (another element >= bound, ties at the bound included) go
+    through a full TopK of their own. Either way the result equals a TopK of each row.
+    Measured on the bench MLP's rows (spatially smooth inputs), groups of 8: 2.3 us/row
+    vs 3.0 for a plain TopK (K=25 of 2000, one thread); slower on unrelated rows (7.1 vs
+    5.1 us on random rows), where neighbours share nothing.
+    """
+
+    def n(x: str) -> str:
+        return name(f"topk/{x}")
+
+    g, s, kk = int(group), int(n_species), int(top_k)
+    for init, value in (
+        ("grouped_shape", [-1, g, s]),
+        ("leader", 0),
+        ("tile", [1, g, 1]),
+        ("axis1", [1]),
+        ("k_shape", [-1, kk]),
+        ("flat", [-1]),
+    ):
+        inits.append(_tensor(n(init), np.array(value, dtype=np.int64)))
+    inits.append(_tensor(n("minus_inf"), np.array(-np.inf, dtype=np.float32)))
+    nodes += [
+        _node("Reshape", [p, n("grouped_shape")], [n("p3")], n("p3")),  # [M, G, S]
+        _node("Gather", [n("p3"), n("leader")], [n("lead")], n("lead"), axis=1),  # [M, S]
+        _node(
+            "TopK",
+            [n("lead"), k],
+            [n("lead_values"), n("lead_columns")],
+            n("lead_topk"),
+            axis=-1,
+            largest=1,
+            sorted=1,
+        ),  # fmt: skip
+        # the leader's columns in ascending order (so equal values keep the lower column first)
+        _node(
+            "TopK",
+            [n("lead_columns"), k],
+            [n("columns"), n("columns_order")],
+            n("columns_sort"),
+            axis=-1,
+            largest=0,
+            sorted=1,
+        ),  # fmt: skip
+        _node("Unsqueeze", [n("columns"), n("axis1")], [n("columns1")], n("columns1")),  # [M, 1, K]
+        _node("Tile", [n("columns1"), n("tile")], [n("columns3")], n("columns3")),  # [M, G, K]
+        _node("GatherElements", [n("p3"), n("columns3")], [n("values")], n("values"), axis=2),
+        _reduce("ReduceMin", n("values"), n("bound"), 2, opset, inits, n),  # [M, G, 1]
+        _node("Shape", [n("columns3")], [n("columns3_shape")], n("columns3_shape")),
+        _node("Expand", [n("minus_inf"), n("columns3_shape")], [n("minus_infs")], n("minus_infs")),
+        _node("ScatterElements", [n("p3"), n("columns3"), n("minus_infs")], [n("rest")], n("rest"), axis=2),
+        _reduce("ReduceMax", n("rest"), n("rest_max"), 2, opset, inits, n),  # [M, G, 1]
+        _node("Less", [n("rest_max"), n("bound")], [n("same_set")], n("same_set")),
+        # rows with the leader's set: order the K gathered values
+        _node(
+            "TopK",
+            [n("values"), k],
+            [n("sorted_values"), n("positions")],
+            n("order"),
+            axis=-1,
+            largest=1,
+            sorted=1,
+        ),  # fmt: skip
+        _node("GatherElements", [n("columns3"), n("positions")], [n("fast3")], n("fast3"), axis=2),
+        _node("Reshape", [n("fast3"), n("k_shape")], [n("fast")], n("fast")),  # [N, K]
+        # the other rows: a TopK of their own
+        _node("Reshape", [n("same_set"), n("flat")], [n("same_flat")], n("same_flat")),
+        _node("Not", [n("same_flat")], [n("other")], n("other")),
+        _node("NonZero", [n("other")], [n("other_rows")], n("other_rows")),  # [1, R]
+        _node("Transpose", [n("other_rows")], [n("other_index")], n("other_index"), perm=[1, 0]),
+        _node("GatherND", [p, n("other_index")], [n("other_p")], n("other_p")),  # [R, S]
+        _node(
+            "TopK",
+            [n("other_p"), k],
+            [n("other_values"), n("other_columns")],
+            n("other_topk"),
+            axis=-1,
+            largest=1,
+            sorted=1,
+        ),  # fmt: skip
+        _node("ScatterND", [n("fast"), n("other_index"), n("other_columns")], [result], n("scatter")),
+    ]
+
+
 def _parts(
-    n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities, source, name, out
-):
+    n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities, source, name, out,
+    topk_group=1, opset=OPSET,
+):  # fmt: skip
     """(nodes, initializers, outputs) of the post-processing, as serialized messages.
 
     ``source``: the tensor holding the raw output; ``name(x)``: internal tensor/node names;
@@ -156,17 +264,20 @@ def _parts(
         k, ids = name("k"), name("ids")
         inits.append(_tensor(k, np.array([top_k], dtype=np.int64)))
         inits.append(_tensor(ids, np.asarray(species_ids, dtype=np.int32)))
-        nodes.append(
-            _node(
-                "TopK",
-                [p, k],
-                [name("top_values"), name("top_columns")],
-                name("topk"),
-                axis=-1,
-                largest=1,
-                sorted=1,
+        if topk_group > 1 and top_k < n_species:
+            _grouped_topk(nodes, inits, p, k, name("top_columns"), n_species, top_k, topk_group, opset, name)
+        else:
+            nodes.append(
+                _node(
+                    "TopK",
+                    [p, k],
+                    [name("top_values"), name("top_columns")],
+                    name("topk"),
+                    axis=-1,
+                    largest=1,
+                    sorted=1,
+                )
             )
-        )
         nodes.append(_node("Gather", [ids, name("top_columns")], [out("topk")], name("topk_ids"), axis=0))
         outputs.append(_value_info(out("topk"), INT32, ["N", top_k]))
     if not outputs:
@@ -184,6 +295,7 @@ def postprocess_graph(
     richness: bool = False,
     threshold: float | None = None,
     probabilities: bool = False,
+    topk_group: int = 1,
 ) -> bytes:
     """Serialized ONNX model turning the raw output [N, n_species] (input ``raw``) into the outputs.
 
@@ -192,10 +304,13 @@ def postprocess_graph(
     ``species_ids``: the ids of all ``n_species`` columns (top-K output values).
     Outputs, those requested only: ``richness`` float32 [N], ``topk`` int32 [N, K],
     ``probabilities`` float32 [N, S'].
+    ``topk_group`` > 1: the top-K of groups of that many neighbouring rows is found from
+    the group's first row (:func:`_grouped_topk`; same result); N must then be a multiple
+    of it.
     """
     nodes, inits, outputs = _parts(
         n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
-        "raw", lambda x: x, lambda x: x,
+        "raw", lambda x: x, lambda x: x, topk_group, OPSET,
     )  # fmt: skip
     graph = b"".join(_bytes(1, n) for n in nodes) + _str(2, "geoplant_postprocess")
     graph += b"".join(_bytes(5, t) for t in inits)
@@ -285,20 +400,22 @@ def append_postprocess(
     richness: bool = False,
     threshold: float | None = None,
     probabilities: bool = False,
+    topk_group: int = 1,
 ) -> bytes:
     """The model's bytes with the post-processing appended to its graph.
 
     The raw output ``output_name`` stops being a graph output (so onnxruntime may fuse the
     activation into the last layer and never hands the [N, S] matrix to Python); the new
-    outputs are :data:`APPENDED_OUTPUTS`. Needs default-domain opset >= 13 (ValueError
-    otherwise; the caller then runs :func:`postprocess_graph` as a second session).
+    outputs are :data:`APPENDED_OUTPUTS` (``topk_group``: see :func:`postprocess_graph`).
+    Needs default-domain opset >= 13 (ValueError otherwise; the caller then runs
+    :func:`postprocess_graph` as a second session).
     """
     opset = default_opset(model)
     if opset < OPSET:
         raise ValueError(f"model opset {opset} < {OPSET}")
     nodes, inits, outputs = _parts(
         n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
-        output_name, lambda x: f"geoplant_post/{x}", lambda x: APPENDED_OUTPUTS[x],
+        output_name, lambda x: f"geoplant_post/{x}", lambda x: APPENDED_OUTPUTS[x], topk_group, opset,
     )  # fmt: skip
     top, graph, found = [], [], 0
     for field, whole, payload in _fields(model):

@@ -1,0 +1,118 @@
+"""The neighbour top-K (postprocess._grouped_topk) gives exactly a stable descending argsort.
+
+Rows are made so that every branch runs: neighbours with the same top-K set (the cheap
+path), neighbours with a different set, ties at the bound and inside the top-K, rows of
+unrelated random values, and micro-batches that are not a multiple of the group (the
+engine pads them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from geoplant_qgis.core import engine
+from geoplant_qgis.core.postprocess import append_postprocess, postprocess_graph
+
+
+def session(data: bytes):
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def expected(p, ids, k):
+    return np.asarray(ids)[np.argsort(-p, axis=1, kind="stable")[:, :k]]
+
+
+def rows(kind: str, n: int, s: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "smooth":  # neighbours nearly equal: mostly the leader's set
+        base = rng.random(s)
+        drift = np.cumsum(rng.normal(scale=0.01, size=(n, s)), axis=0)
+        return (base + drift).astype(np.float32)
+    if kind == "random":
+        return rng.random((n, s), dtype=np.float32)
+    if kind == "ties":  # few distinct values: ties at the bound and inside the top-K
+        return (rng.integers(0, 6, size=(n, s)) / 5.0).astype(np.float32)
+    if kind == "swap":  # each row the previous one with two columns swapped in and out
+        p = np.tile(np.linspace(1.0, 0.0, s, dtype=np.float32), (n, 1))
+        for i in range(1, n):
+            p[i] = p[i - 1]
+            a, b = rng.integers(0, s, size=2)
+            p[i, [a, b]] = p[i, [b, a]]
+        return p
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["smooth", "random", "ties", "swap"])
+@pytest.mark.parametrize(("group", "k"), [(2, 3), (3, 5), (8, 5), (8, 1), (4, 39)])
+def test_grouped_topk_equals_stable_argsort(kind, group, k):
+    s, n = 40, 48  # n a multiple of every group
+    ids = np.arange(s)[::-1] * 10 + 7  # ids differ from columns
+    p = rows(kind, n, s)
+    data = postprocess_graph(s, "none", species_ids=ids, top_k=k, topk_group=group)
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    got = session(data).run(["topk"], {"raw": p})[0]
+    np.testing.assert_array_equal(got, expected(p, ids, k))
+    assert got.dtype == np.int32
+
+
+def test_ties_keep_the_lower_column_even_when_the_leader_order_differs():
+    """The leader's top columns by value are (3, 1); the follower has them equal: 1 first."""
+    p = np.array([[0.0, 0.8, 0.0, 0.9, 0.1], [0.0, 0.5, 0.0, 0.5, 0.1]], np.float32)
+    data = postprocess_graph(5, "none", species_ids=list(range(5)), top_k=2, topk_group=2)
+    got = session(data).run(["topk"], {"raw": p})[0]
+    np.testing.assert_array_equal(got, [[3, 1], [1, 3]])
+    # and another element equal to the bound with a lower column: it wins the tie
+    p = np.array([[0.0, 0.8, 0.0, 0.9, 0.1], [0.5, 0.6, 0.0, 0.5, 0.1]], np.float32)
+    got = session(data).run(["topk"], {"raw": p})[0]
+    np.testing.assert_array_equal(got, [[3, 1], [1, 0]])
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])
+def test_appended_grouped_topk_every_opset(opset):
+    """ReduceMin/ReduceMax take their axes as an attribute before opset 18, as an input after."""
+    s, k = 30, 4
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["logits"])],
+        "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", s])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", s])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    data = append_postprocess(
+        model.SerializeToString(), "logits", s, "sigmoid", species_ids=list(range(s)), top_k=k, topk_group=4
+    )
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    x = rows("smooth", 24, s, seed=opset) * 4 - 2
+    got = session(data).run(["geoplant_post/topk"], {"x": x})[0]
+    p = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    # sigmoid in float32 may merge close logits into equal probabilities: compare with ORT's own
+    probs = session(
+        append_postprocess(model.SerializeToString(), "logits", s, "sigmoid", probabilities=True)
+    ).run(["geoplant_post/probabilities"], {"x": x})[0]
+    np.testing.assert_allclose(probs, p, rtol=1e-6)
+    np.testing.assert_array_equal(got, expected(probs, range(s), k))
+
+
+def test_pipeline_pads_micro_batches_to_whole_groups(tmp_path):
+    """Any number of rows (1, 7, 13...) in micro-batches of any size gives argsort's answer."""
+    from test_engine import make_model
+
+    rng = np.random.default_rng(3)
+    s = 40
+    w = rng.normal(size=(2, s)).astype(np.float32)
+    b = rng.normal(size=s).astype(np.float32)
+    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
+    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(100, 100 + s)))
+    loaded = engine.LoadedModel(model)
+    pipeline = loaded.pipeline(None, top_k=6)
+    assert pipeline.group == engine.TOPK_GROUP > 1
+    x = np.cumsum(rng.normal(scale=0.05, size=(29, 2)), axis=0).astype(np.float32)
+    p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
+    for n, micro in ((1, None), (7, None), (13, 5), (29, 8), (29, 3)):
+        got = pipeline.run({"env": x[:n]}, micro_batch=micro)["topk"]
+        np.testing.assert_array_equal(got, expected(p[:n], range(100, 100 + s), 6))
