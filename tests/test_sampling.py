@@ -345,3 +345,37 @@ def test_real_sentinel2_patches(samples_dir):
     sure = frac > 1e-6
     assert sure.mean() > 0.99 and not np.isnan(got).any()
     np.testing.assert_array_equal(got[:, 0][sure], expected[sure].astype(np.float32))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_patch_validity_and_copy_into_a_buffer(rasters, centre_3035, seed):
+    """Patches.valid (summed-area table of the fine grid's nodata) equals "no NaN pixel in
+    the patch" computed independently; copy_to writes exactly the selected patches, in
+    order, into the start of a caller's buffer and nothing after them."""
+    x0, y0 = centre_3035
+    # a block of 100 m cells over the masked raster's edges (its north half is masked;
+    # x0 +- 500, y0 - 500: patches at x0 + 470 or y0 - 470 lose only their last column
+    # or row) and the geo raster's hole, with 8 x 8 patches of 10 m pixels
+    xs = np.tile(x0 - 630 + 100 * np.arange(12), 9) + 0.0
+    ys = np.repeat(y0 + 330 - 100 * np.arange(9), 12) + 0.0
+    refs = [BandRef(rasters["laea"], 2), BandRef(rasters["masked"], 1), BandRef(rasters["geo"], 1)]
+    with PatchSampler(refs, 8, 10.0, GRID_CRS) as sampler:
+        patches = sampler.patches(xs, ys)
+    expected = np.stack([patch_expected(r.path, xs, ys, 8, 10.0, r.band)[0] for r in refs], axis=1)
+    fracs = np.stack([patch_expected(r.path, xs, ys, 8, 10.0, r.band)[1] for r in refs], axis=1)
+    sure = (fracs.reshape(len(xs), -1) > 1e-6).all(axis=1)  # no pixel centre on a source pixel edge
+    assert sure.mean() > 0.9
+    invalid = np.isnan(expected).reshape(len(xs), -1).any(axis=1)
+    assert 0 < invalid[sure].sum() < sure.sum()  # both kinds among the checked patches
+    np.testing.assert_array_equal(patches.valid[sure], ~invalid[sure])
+    rng = np.random.default_rng(seed)
+    which = patches.valid & (rng.random(len(xs)) < 0.8)  # gaps inside rows of cells
+    buffer = np.full((len(xs) + 2, 3, 8, 8), 7.0, dtype=np.float32)
+    count = patches.copy_to(buffer, which)
+    assert count == which.sum()
+    keep = sure[which]
+    np.testing.assert_array_equal(buffer[:count][keep], expected[which][keep].astype(np.float32))
+    assert (buffer[count:] == 7.0).all()
+    everything = np.empty((len(xs), 3, 8, 8), dtype=np.float32)
+    assert patches.copy_to(everything) == len(xs)
+    np.testing.assert_array_equal(everything[sure & ~invalid], expected[sure & ~invalid].astype(np.float32))

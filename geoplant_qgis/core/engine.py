@@ -60,6 +60,8 @@ MICRO_BATCH = 256
 TOPK_GROUP = 8
 #: at most this many concurrent onnxruntime sessions (one per core)
 MAX_WORKERS = 4
+#: blocks the prefetch thread prepares ahead of the inference
+PREFETCH_DEPTH = 2
 #: GDAL block cache during a run, MB
 GDAL_CACHE_MB = 64
 #: cells per side of the tiles :meth:`_Inputs.reach` checks against the sources
@@ -277,7 +279,7 @@ class LoadedModel:
 class _Inputs:
     """The samplers of every model input, and the cell -> tensor preparation."""
 
-    def __init__(self, card, raster_paths, mapping, crs):
+    def __init__(self, card, raster_paths, mapping, crs, ring: int = 1):
         from .sampling import PatchSampler, PointSampler
         from .sources import parse_mapping, resolve_variables
 
@@ -288,6 +290,9 @@ class _Inputs:
         self.refs = {spec.name: [refs[n] for n in spec.source_names] for spec in card.inputs}
         self.samplers = []
         self._required_cache = None
+        self.ring = max(1, int(ring))  # patch buffers reused in turn (see _buffer)
+        self._buffers: dict[str, list] = {}
+        self._next: dict[str, int] = {}
         try:
             for spec in card.inputs:
                 if spec.kind == "patch":
@@ -310,8 +315,13 @@ class _Inputs:
         """
         n = len(xs)
         valid = np.ones(n, dtype=bool)
-        tensors = {}
+        tensors, lazy = {}, {}
         for spec, sampler in zip(self.specs, self.samplers, strict=True):
+            if spec.kind == "patch" and spec.fill is None:
+                # validity from the fine grid; the valid patches are copied below, once
+                lazy[spec.name] = patches = sampler.patches(xs, ys)
+                valid &= patches.valid
+                continue
             raw = np.asarray(sampler.sample(xs, ys), dtype=np.float32)
             raw = raw.reshape(spec.tensor_shape(n))  # the model's tensor (cube rows in C order)
             flat = raw.reshape(n, -1)
@@ -331,7 +341,26 @@ class _Inputs:
             feeds = {k: np.ascontiguousarray(t, dtype=np.float32) for k, t in tensors.items()}
         else:
             feeds = {k: np.ascontiguousarray(t[valid], dtype=np.float32) for k, t in tensors.items()}
+        count = int(valid.sum())
+        for spec in self.specs:
+            if spec.name in lazy:
+                buffer = self._buffer(spec, count)
+                lazy[spec.name].copy_to(buffer, None if count == n else valid)
+                feeds[spec.name] = spec.normalise(buffer) if normalise else buffer
         return feeds, valid
+
+    def _buffer(self, spec, count: int) -> np.ndarray:
+        """float32 [count, C, P, P] for a patch input: a view of the next buffer of a ring
+        of ``self.ring`` reused ones (no fresh pages to fault in for every block). A buffer
+        is handed out again only ``ring`` calls later: the caller must be done with it by
+        then (the engine: prefetch queue depth + 2)."""
+        ring = self._buffers.setdefault(spec.name, [None] * self.ring)
+        slot = self._next.get(spec.name, 0)
+        self._next[spec.name] = (slot + 1) % self.ring
+        buffer = ring[slot]
+        if buffer is None or len(buffer) < count:
+            buffer = ring[slot] = np.empty(spec.tensor_shape(max(count, 1)), dtype=np.float32)
+        return buffer[:count]
 
     # -- where the sources can give values ------------------------------------------------
 
@@ -670,7 +699,7 @@ def predict(
         (outputs[k], estimate_bytes(width, height, s["count"], s["dtype"])) for k, s in specs.items()
     )
 
-    inputs = _Inputs(card, raster_paths, mapping, grid.crs)
+    inputs = _Inputs(card, raster_paths, mapping, grid.crs, ring=PREFETCH_DEPTH + 2)
     try:
         inputs.check_overlap(grid)
         post = model.pipeline(
@@ -744,7 +773,9 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
     height, width = grid.shape
     windows = list(_blocks(height, width, block_cells))
     stop = threading.Event()
-    ready: queue.Queue = queue.Queue(maxsize=2)
+    # blocks prepared ahead; with the one being prepared and the one running, at most
+    # PREFETCH_DEPTH + 2 blocks' feeds are alive at once (the patch buffer ring's size)
+    ready: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
     to_write: queue.Queue = queue.Queue(maxsize=2)
     write_error: list[BaseException] = []
 

@@ -227,6 +227,77 @@ def warp_nearest(data, src_transform, src_crs, dst_shape, dst_transform, dst_crs
     return out.reshape(bands, *dst_shape).astype(np.float32, copy=False)
 
 
+class Patches:
+    """P x P patches of ``n`` points, kept as fine grids and offsets until copied.
+
+    ``valid[i]``: patch i has no NaN pixel in any channel. On a fine grid this is answered
+    for every patch at once from a summed-area table of the grid's NaN mask (O(1) per
+    patch) instead of a pass over the [N, C, P, P] tensor; :meth:`copy_to` then copies
+    patches straight from strided views of the grid into the caller's buffer, runs of
+    patches on one grid row (a row of cells) with one copy each.
+    """
+
+    def __init__(self, n: int, channels: int, size: int):
+        self.n, self.channels, self.size = int(n), int(channels), int(size)
+        self.valid = np.ones(self.n, dtype=bool)
+        self._pieces: list[tuple] = []  # (point indices, fine grid, rows, cols) or (indices, array)
+
+    def add_lattice(self, idx: np.ndarray, fine: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        p = self.size
+        nan = np.isnan(fine[0]) if len(fine) == 1 else np.isnan(fine).any(axis=0)
+        table = np.zeros((nan.shape[0] + 1, nan.shape[1] + 1), dtype=np.int32)
+        np.cumsum(nan, axis=0, dtype=np.int32, out=table[1:, 1:])
+        np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+        bad = table[rows + p, cols + p] - table[rows, cols + p] - table[rows + p, cols] + table[rows, cols]
+        self.valid[idx] = bad == 0
+        self._pieces.append((idx, fine, rows, cols))
+
+    def add_array(self, idx: np.ndarray, array: np.ndarray) -> None:
+        self.valid[idx] = ~np.isnan(array.reshape(len(idx), -1)).any(axis=1)
+        self._pieces.append((idx, array))
+
+    def copy_to(self, out: np.ndarray, which: np.ndarray | None = None) -> int:
+        """Write the patches of the points selected by bool ``which`` (default all), in
+        point order, into ``out[:count]`` (float32 [>= count, C, P, P]); returns count."""
+        if which is None:
+            dest = np.arange(self.n)
+            count = self.n
+        else:
+            dest = np.cumsum(which) - 1
+            count = int(dest[-1]) + 1 if self.n else 0
+        p = self.size
+        for piece in self._pieces:
+            idx = piece[0]
+            sel = np.ones(len(idx), dtype=bool) if which is None else which[idx]
+            if not sel.any():
+                continue
+            where = dest[idx[sel]]
+            if len(piece) == 2:
+                out[where] = piece[1][sel]
+                continue
+            _, fine, rows, cols = piece
+            rows, cols = rows[sel], cols[sel]
+            windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))
+            windows = windows.transpose(1, 2, 0, 3, 4)  # [H', W', C, P, P], a view
+            # runs: same grid row, consecutive destinations, evenly spaced columns
+            step = np.diff(cols)
+            brk = (np.diff(rows) != 0) | (np.diff(where) != 1) | (step <= 0)
+            brk[1:] |= step[1:] != step[:-1]
+            starts = np.r_[0, np.flatnonzero(brk) + 1]
+            stops = np.r_[starts[1:], len(rows)]
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                if b - a == 1:
+                    out[where[a]] = windows[rows[a], cols[a]]
+                    continue
+                d = int(cols[a + 1] - cols[a])
+                if not np.all(np.diff(cols[a:b]) == d):  # a run split mid-way by the step check
+                    out[where[a:b]] = windows[rows[a:b], cols[a:b]]
+                    continue
+                view = windows[rows[a], int(cols[a]) : int(cols[b - 1]) + 1 : d]
+                np.copyto(out[where[a] : where[a] + (b - a)], view)
+        return count
+
+
 class _Sampler:
     """Shared by both samplers: files opened once, bands grouped by file."""
 
@@ -334,21 +405,30 @@ class PatchSampler(_Sampler):
 
     def sample(self, xs, ys) -> np.ndarray:
         """float32 [N, C, P, P], NaN where nodata or outside the source."""
+        patches = self.patches(xs, ys)
+        out = np.empty((patches.n, len(self.refs), self.size, self.size), dtype=np.float32)
+        patches.copy_to(out)
+        return out
+
+    def patches(self, xs, ys) -> Patches:
+        """The patches at the points, not yet copied: :attr:`Patches.valid` tells which have
+        no nodata pixel, :meth:`Patches.copy_to` writes (some of) them into a buffer."""
         xs, ys = _as_xy(xs, ys)
         p, c = self.size, len(self.refs)
+        patches = Patches(xs.size, c, p)
         if xs.size == 0:
-            return np.full((0, c, p, p), np.nan, dtype=np.float32)
+            return patches
         width = (xs.max() - xs.min()) / self.r + p
         height = (ys.max() - ys.min()) / self.r + p
         if width * height * c <= MAX_FINE_VALUES:
-            return self._sample_chunk(xs, ys)
+            self._sample_chunk(xs, ys, np.arange(xs.size), patches)
+            return patches
         tile_px = max(p, int(math.sqrt(MAX_FINE_VALUES / c)) - p)
-        out = np.empty((xs.size, c, p, p), dtype=np.float32)
         for idx in _tile_groups(xs, -ys, tile_px * self.r):
-            out[idx] = self._sample_chunk(xs[idx], ys[idx])
-        return out
+            self._sample_chunk(xs[idx], ys[idx], idx, patches)
+        return patches
 
-    def _sample_chunk(self, xs, ys) -> np.ndarray:
+    def _sample_chunk(self, xs, ys, idx, patches) -> None:
         # sub-pixel offset of each patch's north-west corner on the r-metre lattice
         ex, ey = (xs - self.half) / self.r, (ys + self.half) / self.r
         phase_x = np.round(ex - np.floor(ex), 6) % 1.0
@@ -356,18 +436,19 @@ class PatchSampler(_Sampler):
         phases, inverse = np.unique(np.stack([phase_x, phase_y], axis=1), axis=0, return_inverse=True)
         inverse = inverse.ravel()
         if len(phases) > MAX_PHASES:
-            return self._gather(xs, ys)
+            patches.add_array(idx, self._gather(xs, ys))
+            return
         if len(phases) == 1:
-            return self._resample(xs, ys)
-        out = np.empty((xs.size, len(self.refs), self.size, self.size), dtype=np.float32)
+            patches.add_lattice(idx, *self._resample(xs, ys))
+            return
         for k in range(len(phases)):
-            idx = np.flatnonzero(inverse == k)
-            out[idx] = self._resample(xs[idx], ys[idx])
-        return out
+            sub = np.flatnonzero(inverse == k)
+            patches.add_lattice(idx[sub], *self._resample(xs[sub], ys[sub]))
 
-    def _resample(self, xs, ys) -> np.ndarray:
+    def _resample(self, xs, ys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Patches whose corners all sit on one r-metre lattice: one halo'd read and one
-        nearest-neighbour reprojection per source onto that lattice, then views."""
+        nearest-neighbour reprojection per source onto that lattice. Returns the fine grid
+        [C, H, W] and each patch's top-left (row, col) in it."""
         p, r = self.size, self.r
         lefts, tops = xs - self.half, ys + self.half
         gx0, gy0 = float(lefts.min()), float(tops.max())
@@ -397,8 +478,7 @@ class PatchSampler(_Sampler):
                 self.error_threshold,
             )
             fine[channels] = dst[positions]
-        windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))
-        return windows.transpose(1, 2, 0, 3, 4)[rows, cols]  # one copy, [k, C, P, P]
+        return fine, rows, cols
 
     def _copy_aligned(self, source, fine, positions, channels, gx0, gy0) -> bool:
         """When the source is north up on the patch lattice itself (same CRS, r-metre pixels,
