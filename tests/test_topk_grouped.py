@@ -116,3 +116,33 @@ def test_pipeline_pads_micro_batches_to_whole_groups(tmp_path):
     for n, micro in ((1, None), (7, None), (13, 5), (29, 8), (29, 3)):
         got = pipeline.run({"env": x[:n]}, micro_batch=micro)["topk"]
         np.testing.assert_array_equal(got, expected(p[:n], range(100, 100 + s), 6))
+
+
+def test_micro_batches_are_balanced_between_workers(tmp_path):
+    """677 rows on two workers: an even number of equal micro-batches (whole top-K groups),
+    not 256 + 256 + 165 (one worker idle a third of the time); same values."""
+    from test_engine import make_model
+
+    rng = np.random.default_rng(4)
+    s = 40
+    w = rng.normal(size=(2, s)).astype(np.float32)
+    b = rng.normal(size=s).astype(np.float32)
+    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
+    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(s)))
+    pipeline = engine.LoadedModel(model).pipeline(None, top_k=5, richness=True)
+    pipeline.workers, pipeline.sessions = 2, pipeline.sessions[:1] * 2
+    assert pipeline.micro_batch == engine.MICRO_BATCH
+    sizes = []
+    run_session = pipeline._run_session
+
+    def recording(worker, feeds):
+        sizes.append(len(feeds["env"]))
+        return run_session(worker, feeds)
+
+    pipeline._run_session = recording
+    x = np.cumsum(rng.normal(scale=0.05, size=(677, 2)), axis=0).astype(np.float32)
+    got = pipeline.run({"env": x})
+    assert sorted(sizes) == [152, 176, 176, 176]  # the last 149 rows padded to 152 (groups of 8)
+    p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
+    np.testing.assert_array_equal(got["topk"], expected(p, range(s), 5))
+    np.testing.assert_allclose(got["richness"], p.sum(axis=1), rtol=1e-5)
