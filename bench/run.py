@@ -465,11 +465,12 @@ def observations_memory(rows: int) -> dict:
 
 
 def ort_batches(block: int) -> list[int]:
-    """Batch sizes tried for "onnxruntime alone" (its best is kept): the engine's
+    """Batch sizes tried for "onnxruntime alone" (its best is kept): small ones (the
+    engine cuts micro-batches of as few as 32 rows for big inputs), the engine's largest
     micro-batch, a few larger ones, and the engine's block size."""
     from geoplant_qgis.core import engine
 
-    return sorted({engine.MICRO_BATCH, 128, 1024, 4096, block})
+    return sorted({32, 64, 128, engine.MICRO_BATCH, 1024, 4096, block})
 
 
 def main(argv=None) -> int:

@@ -836,5 +836,13 @@ def test_reach_keeps_every_cell_a_source_reaches(tmp_path, climate):
         keep = inputs.reach(grid, 0, 0, 1, grid.width)  # the first row is far from both rasters
         assert keep is not None and not keep.any()
         assert abs(inputs.share_outside(grid) - (1 - covered.mean())) < 0.01
+        # a grid inside both rasters: nothing to cut, no per-block work
+        inner = make_grid((3_805_000.0, 2_290_000.0, 3_812_000.0, 2_300_000.0), "EPSG:3035", cell_size=500)
+        assert inputs._grid_inside(inner) and inputs.reach(inner, 0, 0, 2, inner.width, tile=1) is None
+        # ... but one reaching past the elevation raster's east edge (3,815,030) is cut
+        edge = make_grid((3_805_000.0, 2_290_000.0, 3_816_000.0, 2_300_000.0), "EPSG:3035", cell_size=500)
+        assert not inputs._grid_inside(edge)
+        keep = inputs.reach(edge, 0, 0, edge.height, edge.width, tile=1).reshape(edge.shape)
+        assert keep[:, :20].all() and not keep[:, 21:].any()
     finally:
         inputs.close()

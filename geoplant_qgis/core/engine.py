@@ -304,6 +304,7 @@ class _Inputs:
         self.refs = {spec.name: [refs[n] for n in spec.source_names] for spec in card.inputs}
         self.samplers = []
         self._required_cache = None
+        self._inside_key, self._inside = None, False
         self.ring = max(1, int(ring))  # patch buffers reused in turn (see _buffer)
         self._buffers: dict[str, list] = {}
         self._next: dict[str, int] = {}
@@ -379,27 +380,73 @@ class _Inputs:
     # -- where the sources can give values ------------------------------------------------
 
     def _required(self):
-        """(source CRS, corners' bbox in it, halo in grid metres) of each source file an input
-        without ``fill`` reads: a cell no such source reaches gets no value."""
+        """The source files an input without ``fill`` reads (a cell none of them reaches gets
+        no value), grouped by CRS: [(CRS, same as the grid's, bounds [m, 4] (left, bottom,
+        right, top of the corners), halos [m] (patch half-width, grid metres), sources)]."""
         if self._required_cache is None:
-            found, seen = [], set()
+            groups: dict[str, list] = {}
+            seen = set()
             for spec, sampler in zip(self.specs, self.samplers, strict=True):
                 if spec.fill is not None:
                     continue
                 halo = spec.size * spec.pixel_size_m / 2.0 if spec.kind == "patch" else 0.0
-                for source in sampler.sources:
-                    key = (source.path, halo)
-                    if key in seen:
+                for source, same in zip(sampler.sources, sampler._same_crs, strict=True):
+                    if (source.path, halo) in seen:
                         continue
-                    seen.add(key)
-                    t = source.transform
-                    cx, cy = t * (
+                    seen.add((source.path, halo))
+                    cx, cy = source.transform * (
                         np.array([0, source.width, 0, source.width], dtype=np.float64),
                         np.array([0, 0, source.height, source.height], dtype=np.float64),
                     )
-                    found.append((source.crs, (cx.min(), cy.min(), cx.max(), cy.max()), halo, source))
-            self._required_cache = found
+                    group = groups.setdefault(source.crs.to_wkt(), [source.crs, same, [], [], []])
+                    group[2].append((cx.min(), cy.min(), cx.max(), cy.max()))
+                    group[3].append(halo)
+                    group[4].append(source)
+            self._required_cache = [
+                (crs, same, np.array(bounds, dtype=np.float64), np.array(halos), sources)
+                for crs, same, bounds, halos, sources in groups.values()
+            ]
         return self._required_cache
+
+    def _transform(self, crs, xs, ys):
+        from rasterio.warp import transform
+
+        with np.errstate(invalid="ignore"):
+            tx, ty = transform(self.samplers[0].crs, crs, xs.ravel(), ys.ravel())
+        return (
+            np.asarray(tx, dtype=np.float64).reshape(xs.shape),
+            np.asarray(ty, dtype=np.float64).reshape(xs.shape),
+        )
+
+    def _grid_inside(self, grid) -> bool:
+        """True when the whole grid lies inside every required source (its densified outline
+        transformed): then :meth:`reach` has nothing to cut. A wrong True would only cost
+        time (every cell sampled, as before), never values."""
+        key = (grid.crs, grid.left, grid.top, grid.width, grid.height, grid.cell_size)
+        if self._inside_key != key:
+            self._inside_key, self._inside = key, False
+            left, bottom, right, top = grid.bounds
+            t = np.linspace(0.0, 1.0, 65)
+            xs = np.concatenate([left + (right - left) * t, np.full_like(t, right), left + (right - left) * t,
+                                 np.full_like(t, left)])  # fmt: skip
+            ys = np.concatenate([np.full_like(t, top), bottom + (top - bottom) * t, np.full_like(t, bottom),
+                                 bottom + (top - bottom) * t])  # fmt: skip
+            inside = True
+            for crs, same, bounds, halos, _ in self._required():
+                try:
+                    tx, ty = (xs, ys) if same else self._transform(crs, xs, ys)
+                except Exception:
+                    return False
+                if not (np.isfinite(tx).all() and np.isfinite(ty).all()):
+                    return False
+                x0, x1, y0, y1 = tx.min(), tx.max(), ty.min(), ty.max()
+                pad = 0.01 * max(x1 - x0, y1 - y0) * (1.0 + halos / max(right - left, top - bottom))
+                inside &= bool(
+                    np.all((bounds[:, 0] < x0 - pad) & (bounds[:, 2] > x1 + pad))
+                    and np.all((bounds[:, 1] < y0 - pad) & (bounds[:, 3] > y1 + pad))
+                )
+            self._inside = inside
+        return self._inside
 
     def reach(self, grid, row: int, col: int, rows: int, cols: int, tile: int = REACH_TILE):
         """bool [rows * cols]: False for the cells of the window that cannot get a value for
@@ -411,49 +458,38 @@ class _Inputs:
         half-width, overlaps the source's. Conservative: a tile whose corners do not all
         transform is kept (its cells are then sampled and found invalid as before).
         """
-        from rasterio.warp import transform
-
         required = self._required()
-        if not required:
+        if not required or self._grid_inside(grid):
             return None
         r_edges = np.unique(np.r_[np.arange(row, row + rows, tile), row + rows])
         c_edges = np.unique(np.r_[np.arange(col, col + cols, tile), col + cols])
         size = grid.cell_size
-        gx = grid.left + c_edges * size
-        gy = grid.top - r_edges * size
-        px, py = np.meshgrid(gx, gy)
-        tile_w = np.diff(c_edges)[None, :] * size  # metres
-        tile_h = np.diff(r_edges)[:, None] * size
+        px, py = np.meshgrid(grid.left + c_edges * size, grid.top - r_edges * size)
+        tile_w = (np.diff(c_edges)[None, :] * size)[None]  # metres, [1, 1, tiles x]
+        tile_h = (np.diff(r_edges)[:, None] * size)[None]
         keep = np.ones((len(r_edges) - 1, len(c_edges) - 1), dtype=bool)
-        grid_crs = self.samplers[0].crs
-        cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for crs, (sl, sb, sr, st), halo, _ in required:
-            if crs == grid_crs:
-                tx, ty = px, py
-            else:
-                key = crs.to_wkt()
-                if key not in cache:
-                    try:
-                        with np.errstate(invalid="ignore"):
-                            tx, ty = transform(grid_crs, crs, px.ravel(), py.ravel())
-                        cache[key] = (
-                            np.asarray(tx, dtype=np.float64).reshape(px.shape),
-                            np.asarray(ty, dtype=np.float64).reshape(px.shape),
-                        )
-                    except Exception:  # no transformation: keep everything
-                        return None
-                tx, ty = cache[key]
+        for crs, same, bounds, halos, _ in required:
+            try:
+                tx, ty = (px, py) if same else self._transform(crs, px, py)
+            except Exception:  # no transformation: keep everything
+                return None
             corners_x = np.stack([tx[:-1, :-1], tx[:-1, 1:], tx[1:, :-1], tx[1:, 1:]])
             corners_y = np.stack([ty[:-1, :-1], ty[:-1, 1:], ty[1:, :-1], ty[1:, 1:]])
             finite = np.isfinite(corners_x).all(axis=0) & np.isfinite(corners_y).all(axis=0)
             with np.errstate(invalid="ignore"):
-                x0, x1 = corners_x.min(axis=0), corners_x.max(axis=0)
-                y0, y1 = corners_y.min(axis=0), corners_y.max(axis=0)
+                x0, x1 = corners_x.min(axis=0)[None], corners_x.max(axis=0)[None]
+                y0, y1 = corners_y.min(axis=0)[None], corners_y.max(axis=0)[None]
                 w, h = x1 - x0, y1 - y0
                 per_metre = np.maximum(w / tile_w, h / tile_h)
-                margin = 0.25 * np.maximum(w, h) + halo * per_metre + 1e-9 * (abs(x0) + abs(y0) + 1.0)
-                overlaps = (x0 - margin < sr) & (x1 + margin > sl) & (y0 - margin < st) & (y1 + margin > sb)
-            keep &= ~finite | overlaps
+                margin = (
+                    0.25 * np.maximum(w, h)
+                    + halos[:, None, None] * per_metre
+                    + 1e-9 * (np.abs(x0) + np.abs(y0) + 1.0)
+                )  # [sources, tiles y, tiles x]
+                b = bounds[:, :, None, None]
+                overlaps = (x0 - margin < b[:, 2]) & (x1 + margin > b[:, 0])
+                overlaps &= (y0 - margin < b[:, 3]) & (y1 + margin > b[:, 1])
+            keep &= ~finite | overlaps.all(axis=0)
         if keep.all():
             return None
         counts_r, counts_c = np.diff(r_edges), np.diff(c_edges)
@@ -462,8 +498,6 @@ class _Inputs:
     def share_outside(self, grid, samples: int = 256) -> float:
         """Share of the grid's cells (estimated on up to ``samples`` x ``samples`` cell
         centres) that lie outside a source of an input without ``fill``."""
-        from rasterio.warp import transform
-
         required = self._required()
         if not required:
             return 0.0
@@ -474,24 +508,15 @@ class _Inputs:
         px, py = np.meshgrid(grid.left + (cols + 0.5) * size, grid.top - (rows + 0.5) * size)
         px, py = px.ravel(), py.ravel()
         inside = np.ones(px.size, dtype=bool)
-        grid_crs = self.samplers[0].crs
-        cache = {}
-        for crs, _, _, source in required:
-            if crs == grid_crs:
-                tx, ty = px, py
-            else:
-                key = crs.to_wkt()
-                if key not in cache:
-                    try:
-                        cache[key] = tuple(
-                            np.asarray(v, dtype=np.float64) for v in transform(grid_crs, crs, px, py)
-                        )
-                    except Exception:
-                        return 0.0
-                tx, ty = cache[key]
-            c, r = source.inverse * (tx, ty)
-            with np.errstate(invalid="ignore"):
-                inside &= (c >= 0) & (c < source.width) & (r >= 0) & (r < source.height)
+        for crs, same, _, _, sources in required:
+            try:
+                tx, ty = (px, py) if same else self._transform(crs, px, py)
+            except Exception:
+                return 0.0
+            for source in sources:
+                c, r = source.inverse * (tx, ty)
+                with np.errstate(invalid="ignore"):
+                    inside &= (c >= 0) & (c < source.width) & (r >= 0) & (r < source.height)
         return 1.0 - float(inside.mean())
 
     def close(self):
