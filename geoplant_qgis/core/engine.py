@@ -557,17 +557,25 @@ class _Inputs:
 # --- the run ---------------------------------------------------------------------------
 
 
-def _blocks(height: int, width: int, cells: int):
-    """(row_off, col_off, rows, cols) windows of about ``cells`` cells, in row order."""
+def _blocks(height: int, width: int, cells: int, max_rows: int = 256):
+    """(row_off, col_off, rows, cols) tiles of about ``cells`` cells, in row order.
+
+    Tiles are near-square: a patch model reads and warps a window of the block plus half a
+    patch on every side, which for a one-row strip is several times the block itself. Their
+    height is a power of two no larger than ``max_rows`` (the writers' strip height, also a
+    power of two), so a row of tiles never straddles two of the writers' strips.
+    """
     cells = max(1, int(cells))
-    if width <= cells:
-        rows = max(1, cells // width)
-        for r in range(0, height, rows):
-            yield r, 0, min(rows, height - r), width
-    else:
-        for r in range(height):
-            for c in range(0, width, cells):
-                yield r, c, 1, min(cells, width - c)
+    rows = 1
+    while rows * 2 <= min(math.isqrt(cells), max_rows):
+        rows *= 2
+    cols = min(width, max(1, cells // min(rows, height)))
+    if cols == width:  # the whole width fits: use the budget for more rows
+        while rows * 2 <= max_rows and rows * 2 * width <= cells:
+            rows *= 2
+    for r in range(0, height, rows):
+        for c in range(0, width, cols):
+            yield r, c, min(rows, height - r), min(cols, width - c)
 
 
 def _area_shapes(area) -> list[dict]:
@@ -810,7 +818,8 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
     from rasterio.windows import Window
 
     height, width = grid.shape
-    windows = list(_blocks(height, width, block_cells))
+    strip = min((w.tile_h for w in writers.values()), default=256)
+    windows = list(_blocks(height, width, block_cells, strip))
     stop = threading.Event()
     # blocks prepared ahead; with the one being prepared and the one running, at most
     # PREFETCH_DEPTH + 2 blocks' feeds are alive at once (the patch buffer ring's size)
