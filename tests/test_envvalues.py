@@ -66,6 +66,8 @@ def test_missing_survey_id_column(tmp_path):
         read_env_values(path)
     with pytest.raises(InputDataError, match="not found"):
         read_env_values(tmp_path / "missing.csv")
+    with pytest.raises(InputDataError, match="is a folder, not an environmental values CSV"):
+        read_env_values(tmp_path)
 
 
 def test_write_then_read_round_trip(tmp_path):

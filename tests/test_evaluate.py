@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from geoplant_qgis.core import evaluate as ev
-from geoplant_qgis.core.errors import InputDataError
+from geoplant_qgis.core.errors import InputDataError, OutputError
 
 SPECIES = np.array([10, 20, 30, 40])
 PROBS = np.array(
@@ -125,6 +125,16 @@ def test_report_and_table(tmp_path):
     assert table["f1"].tolist() == pytest.approx([1, 0, 2 / 3], abs=1e-6)
     assert table["baseline_f1"].tolist() == pytest.approx([0.5, 0.5, 0.0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "t.csv"]  # no temporary left
+
+
+def test_failed_write_leaves_no_temporary(tmp_path):
+    """A report that cannot be renamed into place (a folder has its name) leaves nothing behind."""
+    result = ev.evaluate([1, 2, 3], TRUE, SPECIES, PROBS, k=2)
+    (tmp_path / "r.html").mkdir()
+    with pytest.raises(OutputError, match="Cannot write .*r.html"):
+        ev.write_report_html(tmp_path / "r.html", result)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+    assert list((tmp_path / "r.html").iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- Processing

@@ -287,13 +287,15 @@ def _temporary(path: str) -> str:
 def _write_text(path, text: str) -> str:
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
+    tmp = _temporary(path)
     try:
         os.makedirs(folder, exist_ok=True)
-        tmp = _temporary(path)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except OSError as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise OutputError(f"Cannot write {path}: {error.strerror or error}.") from None
     return path
 

@@ -37,6 +37,10 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
         raise InputDataError(f"Environmental values file not found: {path}") from None
     except pd.errors.EmptyDataError:
         raise InputDataError(f"{name} is empty.") from None
+    except IsADirectoryError:
+        raise InputDataError(f"{path} is a folder, not an environmental values CSV file.") from None
+    except OSError as error:
+        raise InputDataError(f"Cannot read {path}: {error.strerror or error}.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise InputDataError(f"{name} is not a readable CSV file: {error}") from None
     raw.columns = [c.strip() for c in raw.columns]
