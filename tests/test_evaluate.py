@@ -372,3 +372,45 @@ def test_processing_evaluate_with_a_model(tmp_path, geoplant_provider):
             "geoplant:evaluate",
             {"SURVEYS": surveys, "MODEL": model, "OUTPUT_REPORT": str(tmp_path / "x.html")},
         )
+
+
+def test_processing_evaluate_layer_with_empty_or_bad_ids(tmp_path, geoplant_provider):
+    """A survey layer with an empty surveyId is skipped; a text species id is a plain error."""
+    import processing
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProcessingException, QgsVectorLayer
+
+    pred = _write_predictions(tmp_path / "p.tif", ["a (10)", "b (20)", "c (30)", "d (40)"])
+
+    def layer(rows):
+        lyr = QgsVectorLayer(
+            "Point?crs=EPSG:3035&field=surveyId:integer&field=speciesIds:string", "s", "memory"
+        )
+        features = []
+        for sid, x, y, species in rows:
+            f = QgsFeature(lyr.fields())
+            f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+            f.setAttributes([sid, species])
+            features.append(f)
+        lyr.dataProvider().addFeatures(features)
+        return lyr
+
+    good = layer(
+        [
+            (1, 3_801_500, 2_295_500, "10 30"),
+            (None, 3_803_500, 2_291_500, "20"),
+            (3, 3_808_500, 2_292_500, "40"),
+        ]
+    )
+    out = processing.run(
+        "geoplant:evaluate",
+        {"SURVEYS": good, "PREDICTIONS": [pred], "TOP_K": 2, "OUTPUT_REPORT": str(tmp_path / "r.html")},
+    )
+    assert out["SURVEYS_EVALUATED"] == 2
+    assert out["F1"] == pytest.approx((1.0 + 2 / 3) / 2)
+    bad = layer([(1, 3_801_500, 2_295_500, "10 thirty")])
+    with pytest.raises(QgsProcessingException, match="survey 1: species id 'thirty' is not a whole number"):
+        processing.run(
+            "geoplant:evaluate",
+            {"SURVEYS": bad, "PREDICTIONS": [pred], "OUTPUT_REPORT": str(tmp_path / "r2.html")},
+        )
+    assert not (tmp_path / "r2.html").exists()

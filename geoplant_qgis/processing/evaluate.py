@@ -6,6 +6,7 @@ data to :func:`geoplant_qgis.core.evaluate.evaluate_surveys`.
 
 from __future__ import annotations
 
+import math
 import os
 
 from qgis.core import (
@@ -27,21 +28,38 @@ from .base import GeoPlantAlgorithm
 from .params import crs_text, given, raster_paths
 
 
+def _is_null(value) -> bool:
+    return value is None or (hasattr(value, "isNull") and value.isNull())
+
+
+def _whole(token) -> int:
+    try:
+        number = float(token)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or not number.is_integer():
+        raise InputDataError(f"species id {str(token)!r} is not a whole number")
+    return int(number)
+
+
 def _parse_ids(value) -> list[int]:
     """speciesIds as written by loadobservations ("12 57 311"), a list, or one id."""
-    if value is None:
+    if _is_null(value):
         return []
     if isinstance(value, list | tuple):
-        return [int(float(v)) for v in value]
+        return [_whole(v) for v in value]
     text = str(value).strip().strip("[]")
     if not text or text.upper() == "NULL":
         return []
-    return [int(float(t)) for t in text.replace(",", " ").split()]
+    return [_whole(t) for t in text.replace(",", " ").split()]
 
 
 def surveys_from_layer(layer):
     """A point layer (loadobservations: one point per survey with speciesIds, or one per row with
-    speciesId) -> (DataFrame surveyId, x, y, speciesIds, the layer's CRS as text)."""
+    speciesId) -> (DataFrame surveyId, x, y, speciesIds, the layer's CRS as text).
+
+    Features without a geometry or a surveyId are skipped; their count is in
+    ``frame.attrs["skipped"]``."""
     import pandas as pd
 
     names = layer.fields().names()
@@ -55,22 +73,32 @@ def surveys_from_layer(layer):
             f"The layer '{layer.name()}' has neither a speciesIds nor a speciesId field: evaluation needs "
             "the species observed in each survey."
         )
+    species_field = "speciesIds" if per_survey else "speciesId"
     rows = {}
+    skipped = 0
     for feature in layer.getFeatures():
         geometry = feature.geometry()
-        if geometry is None or geometry.isEmpty():
+        value = feature["surveyId"]
+        if geometry is None or geometry.isEmpty() or _is_null(value):
+            skipped += 1
             continue
+        try:
+            sid = _whole(value)
+        except InputDataError:
+            raise InputDataError(
+                f"The layer '{layer.name()}' has surveyId {str(value)!r}, which is not a whole number."
+            ) from None
         point = geometry.asPoint() if not geometry.isMultipart() else geometry.asMultiPoint()[0]
-        sid = int(feature["surveyId"])
         entry = rows.setdefault(sid, [point.x(), point.y(), set()])
-        if per_survey:
-            entry[2].update(_parse_ids(feature["speciesIds"]))
-        else:
-            entry[2].update(_parse_ids(feature["speciesId"]))
+        try:
+            entry[2].update(_parse_ids(feature[species_field]))
+        except InputDataError as error:
+            raise InputDataError(f"The layer '{layer.name()}', survey {sid}: {error}.") from None
     frame = pd.DataFrame(
         [(sid, x, y, sorted(s)) for sid, (x, y, s) in sorted(rows.items())],
         columns=["surveyId", "x", "y", "speciesIds"],
     )
+    frame.attrs["skipped"] = skipped
     return frame, crs_text(layer.crs())
 
 
@@ -185,7 +213,12 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             return surveys_from_csv(source, progress=progress), "EPSG:4326"
         if not isinstance(layer, QgsVectorLayer) or not layer.isSpatial():
             raise InputDataError(f"{name} must be a point layer or a presence-absence CSV.")
-        return surveys_from_layer(layer)
+        frame, crs = surveys_from_layer(layer)
+        if frame.attrs.get("skipped"):
+            progress.warning(
+                f"{name}: {frame.attrs['skipped']} feature(s) without a point or a surveyId were left out."
+            )
+        return frame, crs
 
     def execute(self, parameters, context, feedback, progress):
         from ..core.evaluate import evaluate_surveys
