@@ -355,6 +355,30 @@ def test_settings_are_remembered_per_project(dock, world, project, qgis_iface):
 
 
 # ------------------------------------------------------------------ runs
+def test_an_area_in_a_crs_without_authority_code_keeps_its_crs(dock, world, project):
+    """EXTENT carries the area's CRS even when it has no EPSG code (custom projection)."""
+    from qgis.core import QgsProcessingContext, QgsProcessingParameterExtent, QgsProcessingParameters
+
+    ready_dock(dock, world, project)
+    custom = QgsCoordinateReferenceSystem()
+    # LAEA Europe shifted 1 km east: x_custom = x_3035 + 1000
+    custom.createFromProj(
+        "+proj=laea +lat_0=52 +lon_0=10 +x_0=4322000 +y_0=3210000 +ellps=GRS80 +units=m +no_defs"
+    )
+    assert custom.isValid() and custom.authid() == ""
+    shifted = QgsRectangle(X0 + 1000, Y0 - ROWS * CELL, X0 + 1000 + COLS * CELL, Y0)
+    dock.set_area(QgsGeometry.fromRect(shifted), custom, description="custom")
+    params = dock.build_parameters()
+    definition = QgsProcessingParameterExtent("EXTENT")
+    context = QgsProcessingContext()
+    box = QgsProcessingParameters.parameterAsExtent(
+        definition, params, context, QgsCoordinateReferenceSystem("EPSG:3035")
+    )
+    expected = (X0, Y0 - ROWS * CELL, X0 + COLS * CELL, Y0)
+    got = (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
+    assert got == pytest.approx(expected, abs=0.01)
+
+
 @pytest.fixture
 def predict_algorithm(geoplant_provider):
     from qgis.core import QgsApplication

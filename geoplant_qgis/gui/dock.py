@@ -931,7 +931,7 @@ class GeoPlantDock(QgsDockWidget):
         box = self.area_geometry.boundingBox()
         extent = (
             f"{box.xMinimum()!r},{box.xMaximum()!r},{box.yMinimum()!r},{box.yMaximum()!r} "
-            f"[{self.area_crs.authid()}]"
+            f"[{crs_text(self.area_crs)}]"
         )
         outputs = {}
         params = {
