@@ -865,3 +865,42 @@ def test_blocks_are_near_square_tiles_covering_the_grid_once(height, width, cell
     first = blocks[0]
     if first[2] < height and first[3] < width:  # tiles, not full-width bands: near-square
         assert 0.25 <= first[2] / first[3] <= 4
+
+
+@pytest.mark.timeout(30)
+def test_write_error_mid_run_is_raised_not_hung(tmp_path, climate, monkeypatch):
+    """A writer failing (disk full) while the prefetch thread is busy: the run must end with
+    the writer's error, not wait forever for a block the stopped prefetch never delivers."""
+    import threading
+
+    from geoplant_qgis.core import geotiff
+
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_write, real_prepare = geotiff.GeoTiffWriter.write, engine._Inputs.prepare
+    calls = []
+
+    def failing_write(self, array, row_off, col_off=0):
+        if row_off > 0 or col_off > 0:  # the first block goes through
+            raise OutputError("The disk is full.")
+        return real_write(self, array, row_off, col_off)
+
+    def slow_prepare(self, xs, ys, normalise=True):
+        calls.append(1)
+        if len(calls) > 1:  # a slow prefetch: the inference waits on an empty queue
+            threading.Event().wait(0.2)
+        return real_prepare(self, xs, ys, normalise)
+
+    monkeypatch.setattr(geotiff.GeoTiffWriter, "write", failing_write)
+    monkeypatch.setattr(engine._Inputs, "prepare", slow_prepare)
+    with pytest.raises(OutputError, match="The disk is full"):
+        engine.predict(
+            model,
+            climate,
+            extent=EXTENT,
+            cell_size=1000,
+            output_richness=str(out / "r.tif"),
+            block_cells=5,
+        )
+    assert os.listdir(out) == []

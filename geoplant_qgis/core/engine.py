@@ -894,7 +894,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
         done = 0
         while True:
             progress.check_cancelled()
-            item = ready.get()
+            item = _get_until(ready, write_error)
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
@@ -956,6 +956,17 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
             except queue.Empty:
                 pass
             reader.join(timeout=30)
+
+
+def _get_until(q: queue.Queue, errors: list):
+    """The next item of ``q``; raises the first of ``errors`` (the writer's) as soon as there
+    is one: the prefetch thread stops then without handing over anything more."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if errors:
+                raise errors[0] from None
 
 
 def _put_until(q: queue.Queue, item, stop) -> None:
