@@ -188,6 +188,17 @@ def test_select_species():
         card.select_species("3, 7, Abies alba")
 
 
+def test_select_species_ids_must_be_whole_numbers():
+    """'7.9' is not species 7 (no truncation) and 'inf' is an unknown name, not a crash."""
+    card = ModelCard.from_dict(CARD)
+    assert card.select_species("7.0, 11") == [1, 0]
+    assert card.select_species([7.0]) == [1]
+    with pytest.raises(ModelCardError, match=r"Unknown species: 7\.9, inf, nan"):
+        card.select_species("7.9, inf, nan")
+    with pytest.raises(ModelCardError, match=r"Unknown species: 11\.5"):
+        card.select_species([11.5])
+
+
 def test_read_model_card(tmp_path):
     path = save(make_model(GOOD_INPUTS, GOOD_OUTPUTS), tmp_path)
     card = read_model_card(path)

@@ -404,9 +404,11 @@ class ModelCard:
             else:
                 text = str(item).strip()
                 try:
-                    index = by_id.get(int(float(text)))
+                    number = float(text)
                 except ValueError:
-                    index = None
+                    number = math.nan
+                if math.isfinite(number) and number.is_integer():  # "7" or "7.0", not "7.9"
+                    index = by_id.get(int(number))
                 if index is None:
                     index = by_name.get(text.casefold())
             if index is None:
