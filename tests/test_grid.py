@@ -100,6 +100,9 @@ def test_area_mask_centres_inside_only():
     wkt = "POLYGON((0 0,38 0,0 38,0 0))"
     wkb = ogr.CreateGeometryFromWkt(wkt).ExportToWkb()
     np.testing.assert_array_equal(area_mask(g, [bytes(wkb)]), expected)
+    # one WKB geometry on its own, as bytes or bytearray (not a list of byte values)
+    np.testing.assert_array_equal(area_mask(g, bytes(wkb)), expected)
+    np.testing.assert_array_equal(area_mask(g, bytearray(wkb)), expected)
     np.testing.assert_array_equal(area_mask(g, wkt), expected)
     window = Window(1, 2, 3, 2)
     np.testing.assert_array_equal(area_mask(g, [wkt], window=window), expected[2:4, 1:4])

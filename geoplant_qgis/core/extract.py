@@ -96,7 +96,7 @@ def _area_bounds(area, area_crs, crs):
             for c in coords:
                 walk(c)
 
-    for g in [area] if isinstance(area, bytes | str | dict) else area:
+    for g in [area] if isinstance(area, bytes | bytearray | memoryview | str | dict) else area:
         gj = as_geojson(g)
         if gj and "coordinates" in gj:
             walk(gj["coordinates"])

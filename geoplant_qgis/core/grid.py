@@ -186,7 +186,9 @@ def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None
     """Boolean array over the grid (or ``window`` of it), True where the cell centre is
     inside one of the polygons. ``geometries``: WKB bytes, WKT/GeoJSON text, GeoJSON-like
     dicts (a single one or a list) in ``geometries_crs`` (default: the grid's CRS)."""
-    if isinstance(geometries, dict | str | bytes) or hasattr(geometries, "__geo_interface__"):
+    if isinstance(geometries, dict | str | bytes | bytearray | memoryview) or hasattr(
+        geometries, "__geo_interface__"
+    ):
         geometries = [geometries]
     shapes = []
     for g in geometries:
