@@ -99,6 +99,34 @@ def test_enabling_creates_the_settings_file(tmp_path):
     assert ini.read_text() == "[PythonPlugins]\ngeoplant_qgis=true\n"
 
 
+def test_a_failed_dependency_install_leaves_the_installed_plugin_as_it_was(tmp_path, monkeypatch):
+    """pip failing (no network...) during a reinstall keeps the old plugin and its dependencies."""
+    build = tmp_path / "build" / "geoplant_qgis"
+    build.mkdir(parents=True)
+    (build / "metadata.txt").write_text("[general]\nversion=2\n")
+    root = tmp_path / "root"
+    plugins = install_plugin.plugins_dir(root, "default")
+    old = plugins / "geoplant_qgis"
+    (old / "_deps" / "onnxruntime").mkdir(parents=True)
+    (old / "_deps" / "onnxruntime" / "__init__.py").write_text("old onnxruntime")
+    (old / "_deps" / install_plugin.STAMP).write_text("digest of older requirements\n")
+    (old / "metadata.txt").write_text("[general]\nversion=1\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("onnxruntime==99.0\n")
+
+    def pip_fails(command, check):
+        Path(command[command.index("--target") + 1], "half-installed").mkdir(parents=True)
+        raise subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(install_plugin.subprocess, "run", pip_fails)
+    with pytest.raises(subprocess.CalledProcessError):
+        install_plugin.install(build, root, requirements=requirements)
+    assert (old / "metadata.txt").read_text() == "[general]\nversion=1\n"
+    assert (old / "_deps" / "onnxruntime" / "__init__.py").read_text() == "old onnxruntime"
+    assert sorted(p.name for p in (old / "_deps").iterdir()) == [install_plugin.STAMP, "onnxruntime"]
+    assert [p.name for p in plugins.iterdir()] == ["geoplant_qgis"]  # no staging folder left
+
+
 @pytest.fixture(scope="module")
 def installed_profile(tmp_path_factory):
     """A fresh QGIS profile root with the plugin installed the way `make install` does."""

@@ -78,12 +78,21 @@ def install_dependencies(target: Path, requirements: Path, constraints: Path | N
     stamp = target / STAMP
     if stamp.exists() and stamp.read_text().strip() == digest:
         return
-    shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
+    # installed into a fresh folder and swapped in only when pip succeeds: a failed
+    # install (no network...) keeps the dependencies that were there
+    fresh = target.with_name(target.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(fresh)]
     if constraints is not None:
         command += ["-c", str(constraints)]
-    subprocess.run(command + wanted, check=True)
-    stamp.write_text(digest + "\n")
+    try:
+        subprocess.run(command + wanted, check=True)
+        (fresh / STAMP).write_text(digest + "\n")
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    fresh.rename(target)
 
 
 def install(
@@ -99,10 +108,10 @@ def install(
     plugins.mkdir(parents=True, exist_ok=True)
     destination = plugins / PLUGIN_NAME
     staging = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-", dir=plugins))
+    new = staging / PLUGIN_NAME
+    old_deps = destination / DEPS_FOLDER
     try:
-        new = staging / PLUGIN_NAME
         shutil.copytree(build_dir, new, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        old_deps = destination / DEPS_FOLDER
         if old_deps.is_dir():  # keep installed dependencies; the stamp says if they are current
             shutil.move(str(old_deps), str(new / DEPS_FOLDER))
         if requirements is not None:
@@ -110,6 +119,11 @@ def install(
         if destination.exists():
             shutil.rmtree(destination)
         new.rename(destination)
+    except BaseException:
+        # the installed plugin stays as it was, with its dependencies
+        if destination.is_dir() and not old_deps.exists() and (new / DEPS_FOLDER).is_dir():
+            shutil.move(str(new / DEPS_FOLDER), str(old_deps))
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     set_plugin_enabled(settings_file(profile_root, profile), PLUGIN_NAME, True)
