@@ -65,7 +65,6 @@ def test_glc25_sample_patch(samples_dir):
     xs, ys = warp_transform("EPSG:4326", "EPSG:3035", [-2.23632], [52.721129])
     cx, cy = patch.transform * (32, 32)
     assert abs(xs[0] - cx) < 10 and abs(ys[0] - cy) < 10
-    assert patch.data[:, 0, 0].tolist() == [int(v) for v in patch.data[:, 0, 0]]  # int16 values
     assert 0 < patch.data.min() and patch.data.max() < 10000
 
 
