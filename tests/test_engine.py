@@ -707,6 +707,23 @@ def test_disk_space_refused_up_front(tmp_path, climate, monkeypatch):
     assert os.listdir(out) == []
 
 
+def test_output_name_of_a_folder_refused_up_front(tmp_path, climate):
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t.tif").mkdir()
+    with pytest.raises(OutputError, match=r"t\.tif is a folder"):
+        engine.predict(
+            model,
+            climate,
+            extent=EXTENT,
+            cell_size=1000,
+            output_richness=str(out / "r.tif"),
+            output_topk=str(out / "t.tif"),
+        )
+    assert os.listdir(out) == ["t.tif"] and os.listdir(out / "t.tif") == []
+
+
 def test_band_limit_refused_up_front(tmp_path, climate):
     n = 65_536
     ids = list(range(n))

@@ -145,6 +145,17 @@ def test_missing_folder_is_refused(tmp_path):
         _writer(tmp_path / "nope" / "x.tif", np.zeros((1, 2, 2), np.float32))
 
 
+def test_folder_as_output_name_is_refused(tmp_path):
+    """An output name that is an existing folder: a plain OutputError up front, not an
+    IsADirectoryError at the final rename (after the other outputs were published)."""
+    (tmp_path / "x.tif").mkdir()
+    with pytest.raises(OutputError, match=r"x\.tif is a folder"):
+        _writer(tmp_path / "x.tif", np.zeros((1, 2, 2), np.float32))
+    with pytest.raises(OutputError, match=r"x\.tif is a folder"):
+        check_disk_space([(str(tmp_path / "x.tif"), 16)])
+    assert os.listdir(tmp_path / "x.tif") == [] and os.listdir(tmp_path) == ["x.tif"]
+
+
 def test_band_limit():
     check_band_count(MAX_BANDS)
     with pytest.raises(OutputError, match=r"65,536 bands, more than the 65,535"):

@@ -86,9 +86,14 @@ def check_band_count(count: int, what: str = "the output") -> None:
 
 
 def _existing_folder(path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
+    """The folder an output goes to; OutputError when it is missing or the output name itself
+    is a folder (the final rename would fail, after the other outputs were published)."""
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise OutputError(f"The output folder {folder} does not exist.")
+    if os.path.isdir(path):
+        raise OutputError(f"The output {path} is a folder: give the name of a file to write.")
     return folder
 
 
