@@ -140,6 +140,16 @@ def test_sidecars_written_at_publish_only(tmp_path):
     assert (tmp_path / "t_species.csv").read_text() == "id,name\n1,a\n"
 
 
+def test_sidecar_name_of_a_folder_is_refused_before_writing(tmp_path):
+    """A sidecar that cannot be renamed into place used to fail at publish, leaving its
+    temporary file behind and an OSError traceback."""
+    (tmp_path / "t_species.csv").mkdir()
+    sidecars = {str(tmp_path / "t_species.csv"): "id,name\n1,a\n"}
+    with pytest.raises(OutputError, match=r"t_species\.csv is a folder"):
+        _writer(tmp_path / "t.tif", np.zeros((1, 2, 2), np.int32), sidecars=sidecars)
+    assert os.listdir(tmp_path) == ["t_species.csv"] and os.listdir(tmp_path / "t_species.csv") == []
+
+
 def test_missing_folder_is_refused(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
         _writer(tmp_path / "nope" / "x.tif", np.zeros((1, 2, 2), np.float32))

@@ -234,6 +234,8 @@ class GeoTiffWriter:
         if self.descriptions is not None and len(self.descriptions) != self.count:
             raise ValueError("one description per band")
         folder = _existing_folder(self.path)
+        for target in self.sidecars:
+            _existing_folder(target)
         stem = os.path.splitext(os.path.basename(self.path))[0]
         self.tmp_path = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp.tif")
         row_bytes = self.width * self.count * self.dtype.itemsize
