@@ -184,3 +184,39 @@ def test_round_trip_through_loadpatches(geoplant_provider, s2, tmp_path):
             np.testing.assert_array_equal(a.read(), b.read())
             assert a.transform == b.transform and b.crs.to_epsg() == 3035
             assert b.descriptions == ("red", "green", "blue", "nir")
+
+
+def test_cancel_leaves_no_patch_of_the_run(s2, tmp_path, monkeypatch):
+    """Cancelled after the first patches: those are removed, files already there are kept."""
+    from geoplant_qgis.core import extract
+    from geoplant_qgis.core.errors import CancelledError
+    from geoplant_qgis.core.progress import Progress
+
+    path, _ = s2
+    monkeypatch.setattr(extract, "PATCH_BLOCK", 1)
+    x, y = Transformer.from_crs("EPSG:32631", "EPSG:3035", always_xy=True).transform(
+        UTM_ORIGIN[0] + 100 * 7.3, UTM_ORIGIN[1] - 100 * 7.3
+    )
+    points = extract.Points(
+        np.array([11, 12, 13]), np.array([x, x + 100, x + 200]), np.full(3, y), "EPSG:3035"
+    )
+    out = tmp_path / "patches"
+    earlier = out / "keep.txt"
+    earlier.parent.mkdir()
+    earlier.write_text("from an earlier run")
+
+    class CancelAfterFirst(Progress):
+        calls = 0
+
+        def is_cancelled(self):
+            self.calls += 1
+            return self.calls > 1
+
+    with pytest.raises(CancelledError):
+        extract.extract_patches(
+            out, path, bands=[2, 4, 1, 3], size=8, points=points, progress=CancelAfterFirst()
+        )
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["keep.txt"]
+    # the same run without cancelling writes all three (so the test above did write one first)
+    result = extract.extract_patches(out, path, bands=[2, 4, 1, 3], size=8, points=points)
+    assert len(result.paths) == 3 and all((out / glc25_patch_relpath(i)).exists() for i in (11, 12, 13))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputDataError, OutputError
+from .geoplant.layout import remove_written
 from .grid import Grid, area_mask, make_grid, parse_crs
 from .progress import as_progress
 from .sampling import PatchSampler, PointSampler
@@ -364,37 +365,44 @@ def extract_patches(
             total = grid.grid.n_cells
             blocks = grid.blocks(PATCH_BLOCK)
         done = 0
-        for block in blocks:
-            progress.check_cancelled()
-            patches = sampler.sample(block.xs, block.ys)
-            if ints:
-                info = np.iinfo(np.int16)
-                with np.errstate(invalid="ignore"):
-                    out_of_range = (patches < info.min) | (patches > info.max)
-                if out_of_range.any():
-                    raise OutputError(
-                        f"Raster values {np.nanmin(patches):g}..{np.nanmax(patches):g} do not fit GeoPlant's "
-                        f"int16 patches; rescale the raster first."
+        try:
+            for block in blocks:
+                progress.check_cancelled()
+                patches = sampler.sample(block.xs, block.ys)
+                if ints:
+                    info = np.iinfo(np.int16)
+                    with np.errstate(invalid="ignore"):
+                        out_of_range = (patches < info.min) | (patches > info.max)
+                    if out_of_range.any():
+                        raise OutputError(
+                            f"Raster values {np.nanmin(patches):g}..{np.nanmax(patches):g} do not fit "
+                            f"GeoPlant's int16 patches; rescale the raster first."
+                        )
+                for k, sid in enumerate(block.ids.tolist()):
+                    data = patches[k]
+                    if np.isnan(data).all():
+                        skipped += 1
+                        continue
+                    target = os.path.join(folder, _patch_relpath(sid))
+                    x, y = block.xs[k], block.ys[k]
+                    transform_ = rasterio.transform.Affine(
+                        pixel_size, 0.0, x - half, 0.0, -pixel_size, y + half
                     )
-            for k, sid in enumerate(block.ids.tolist()):
-                data = patches[k]
-                if np.isnan(data).all():
-                    skipped += 1
-                    continue
-                target = os.path.join(folder, _patch_relpath(sid))
-                x, y = block.xs[k], block.ys[k]
-                transform_ = rasterio.transform.Affine(pixel_size, 0.0, x - half, 0.0, -pixel_size, y + half)
-                if use_layout:
-                    from .geoplant.layout import write_glc25_patch
+                    if use_layout:
+                        from .geoplant.layout import write_glc25_patch
 
-                    filled = np.where(np.isnan(data), -1, data).astype(np.int16)
-                    written.append(write_glc25_patch(target, filled, transform_, patch_crs, nodata=-1))
-                else:
-                    written.append(_write_patch(target, data, transform_, patch_crs, ints))
-            done += block.ids.size
-            if points is None and block.ids.size:
-                done = int(block.ids[-1]) + 1
-            progress.set_progress(100.0 * min(done, total) / max(total, 1))
+                        filled = np.where(np.isnan(data), -1, data).astype(np.int16)
+                        written.append(write_glc25_patch(target, filled, transform_, patch_crs, nodata=-1))
+                    else:
+                        written.append(_write_patch(target, data, transform_, patch_crs, ints))
+                done += block.ids.size
+                if points is None and block.ids.size:
+                    done = int(block.ids[-1]) + 1
+                progress.set_progress(100.0 * min(done, total) / max(total, 1))
+        except BaseException:
+            # a cancelled or failed run leaves none of its patches behind
+            remove_written(written, folder)
+            raise
     seconds = time.perf_counter() - start
     progress.info(
         f"Wrote {len(written)} patch(es) of {len(refs)} band(s), {size} x {size} px at {pixel_size:g} m "

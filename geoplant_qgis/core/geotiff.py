@@ -200,7 +200,8 @@ class GeoTiffWriter:
     """One output GeoTIFF written block by block under a temporary name.
 
     ``write(array, row_off, col_off=0)`` takes ``[count, rows, cols]`` (or ``[rows, cols]``
-    for one band) in increasing row order (blocks split in columns are one row high).
+    for one band) in increasing row order: a row of tiles must not straddle two strips of
+    ``tile_h`` rows (the engine's tiles are powers of two high, as ``tile_h`` is).
     ``sidecars``: {final path: text} written next to the raster at :meth:`publish` (via
     temporary names too).
     """
@@ -289,7 +290,7 @@ class GeoTiffWriter:
             array = array[None]
         _, rows, cols = array.shape
         if row_off < self._strip:
-            raise ValueError("blocks must arrive in row order (a block split in columns: one row high)")
+            raise ValueError("blocks must arrive in row order, each row of tiles inside one strip")
         row = row_off
         while row < row_off + rows:
             if row >= self._strip + self.tile_h:

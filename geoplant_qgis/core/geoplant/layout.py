@@ -172,3 +172,21 @@ def write_glc25_patch(path, data, transform, crs, nodata=-1) -> str:
             raise
         raise OutputError(f"Cannot write the patch {final}: {error}") from None
     return final
+
+
+def remove_written(paths, root) -> None:
+    """Remove the files a failed or cancelled run wrote under ``root``, and the folders it
+    left empty (``CD/AB/``): what was there before the run is not touched."""
+    root = os.path.abspath(os.fspath(root))
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        folder = os.path.dirname(os.path.abspath(path))
+        while folder.startswith(root + os.sep):
+            try:
+                os.rmdir(folder)  # only when empty
+            except OSError:
+                break
+            folder = os.path.dirname(folder)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputDataError
-from .layout import PATCH_BANDS, glc24_patch_relpath, glc25_patch_relpath, safe_join
+from .layout import PATCH_BANDS, glc24_patch_relpath, glc25_patch_relpath, remove_written, safe_join
 
 GLC24 = "glc24"
 GLC25 = "glc25"
@@ -407,26 +407,11 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
         progress.check_cancelled()
         vrt = build_vrt(written, os.path.join(output_folder, "patches.vrt"))
     except BaseException:
-        _remove_written(written, output_folder)
+        remove_written(written, output_folder)
         raise
     progress.set_progress(100)
     progress.info(f"{len(written)} patch(es) written to {output_folder}.")
     return ExportResult(written, vrt, ids, missing, outside)
-
-
-def _remove_written(paths, output_folder):
-    for path in paths:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        folder = os.path.dirname(path)
-        while folder.startswith(output_folder) and folder != output_folder:
-            try:
-                os.rmdir(folder)  # only when empty
-            except OSError:
-                break
-            folder = os.path.dirname(folder)
 
 
 class _Scaled:
