@@ -921,3 +921,27 @@ def test_write_error_mid_run_is_raised_not_hung(tmp_path, climate, monkeypatch):
             block_cells=5,
         )
     assert os.listdir(out) == []
+
+
+def test_mapping_names_the_model_does_not_use_are_reported(tmp_path, climate):
+    """A MAPPING typo ('bio_l' for 'bio1') does not pass silently; the used entries still apply."""
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    bio1, elev = climate
+    progress = Recorder()
+    out = tmp_path / "r.tif"
+    engine.predict(
+        model,
+        [elev],
+        mapping=f"bio1={bio1};bio_l={bio1}#1",
+        extent=EXTENT,
+        output_richness=str(out),
+        progress=progress,
+    )
+    assert (
+        len(progress.warnings) == 1
+        and "MAPPING names bio_l, which the model does not use" in progress.warnings[0]
+    )
+    reference = tmp_path / "reference.tif"
+    engine.predict(model, climate, extent=EXTENT, output_richness=str(reference))
+    with rasterio.open(out) as got, rasterio.open(reference) as want:
+        np.testing.assert_array_equal(got.read(), want.read())

@@ -747,6 +747,15 @@ def predict(
     )
 
     inputs = _Inputs(card, raster_paths, mapping, grid.crs, ring=PREFETCH_DEPTH + 2)
+    if mapping:
+        from .sources import unused_mapping_names
+
+        unused = unused_mapping_names(card.variable_names(), mapping)
+        if unused:
+            progress.warning(
+                f"MAPPING names {', '.join(unused)}, which the model does not use (its variables and "
+                f"bands: {', '.join(card.variable_names())}); check for a typo."
+            )
     try:
         inputs.check_overlap(grid)
         post = model.pipeline(

@@ -211,3 +211,11 @@ def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None
             f"Give the rest with MAPPING, e.g. '{missing[0]}=/path/to/raster.tif#1'."
         )
     return resolved
+
+
+def unused_mapping_names(names: Sequence[str], mapping) -> list[str]:
+    """MAPPING entries that name none of ``names`` (a typo, or a variable of another model)."""
+    if mapping is None or isinstance(mapping, str | os.PathLike):
+        mapping = parse_mapping(mapping)
+    wanted = {normalise_name(n) for n in names}
+    return [k for k in mapping if normalise_name(k) not in wanted]
