@@ -3,7 +3,8 @@
 Rows are made so that every branch runs: neighbours with the same top-K set (the cheap
 path), neighbours with a different set, ties at the bound and inside the top-K, rows of
 unrelated random values, and micro-batches that are not a multiple of the group (the
-engine pads them).
+engine pads them); with and without a margin of extra candidate columns, up to every
+column. Deliberately broken bounds must make these comparisons fail.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from geoplant_qgis.core import engine
+from geoplant_qgis.core import engine, postprocess
 from geoplant_qgis.core.postprocess import append_postprocess, postprocess_graph
+
+KINDS = ["smooth", "random", "ties", "swap"]
 
 
 def session(data: bytes):
@@ -46,17 +49,110 @@ def rows(kind: str, n: int, s: int, seed: int = 0) -> np.ndarray:
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["smooth", "random", "ties", "swap"])
-@pytest.mark.parametrize(("group", "k"), [(2, 3), (3, 5), (8, 5), (8, 1), (4, 39)])
-def test_grouped_topk_equals_stable_argsort(kind, group, k):
-    s, n = 40, 48  # n a multiple of every group
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("margin", [0, 3, 16])
+@pytest.mark.parametrize(("group", "k"), [(2, 3), (3, 5), (8, 5), (8, 1), (4, 39), (16, 7), (32, 5)])
+def test_grouped_topk_equals_stable_argsort(kind, margin, group, k):
+    s, n = 40, 96  # n a multiple of every group; k + margin up to past every column (c = s)
     ids = np.arange(s)[::-1] * 10 + 7  # ids differ from columns
-    p = rows(kind, n, s)
-    data = postprocess_graph(s, "none", species_ids=ids, top_k=k, topk_group=group)
+    p = rows(kind, n, s, seed=group + margin)
+    data = postprocess_graph(s, "none", species_ids=ids, top_k=k, topk_group=group, topk_margin=margin)
     onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     got = session(data).run(["topk"], {"raw": p})[0]
     np.testing.assert_array_equal(got, expected(p, ids, k))
     assert got.dtype == np.int32
+
+
+def cheap_rows(p, k, group, margin):
+    """Which rows should take the cheap path, by the definition: the K-th largest of a row's
+    values at its leader's top K + margin columns (stable order) is above all its other values."""
+    g = p.reshape(-1, group, p.shape[1])
+    lead = np.argsort(-g[:, 0], axis=1, kind="stable")[:, : k + margin]
+    cols = np.repeat(lead[:, None, :], group, axis=1)
+    values = np.take_along_axis(g, cols, axis=2)
+    bound = -np.sort(-values, axis=2)[:, :, k - 1]
+    rest = g.copy()
+    np.put_along_axis(rest, cols, -np.inf, axis=2)
+    return (rest.max(axis=2) < bound).reshape(-1)
+
+
+def with_outputs(data: bytes, names) -> bytes:
+    model = onnx.load_from_string(data)
+    model.graph.output.extend(onnx.ValueInfoProto(name=x) for x in names)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(("kind", "least"), [("smooth", 0.9), ("swap", 0.1), ("ties", 0.0)])
+def test_cheap_path_rows_are_the_expected_ones(kind, least):
+    """The graph's cheap-path mask equals the numpy definition row by row, and the margin
+    takes far more smooth rows there than the leader's K columns alone."""
+    s, n, k, group = 200, 256, 10, 32
+    p = rows(kind, n, s, seed=5)
+    shares = {}
+    for margin in (0, 16):
+        data = postprocess_graph(
+            s, "none", species_ids=range(s), top_k=k, topk_group=group, topk_margin=margin
+        )
+        got = session(with_outputs(data, ["topk/same_set"])).run(["topk/same_set"], {"raw": p})[0]
+        want = cheap_rows(p, k, group, margin)
+        np.testing.assert_array_equal(got.reshape(-1), want)
+        shares[margin] = want.mean()
+    assert shares[16] >= least
+    if kind == "smooth":
+        assert shares[16] > shares[0] + 0.2
+
+
+def broken(data: bytes, how: str) -> bytes:
+    model = onnx.load_from_string(data)
+    if how == "bound is the largest candidate":  # too high: rows with another top-K look cheap
+        for init in model.graph.initializer:
+            if init.name in ("topk/last_start", "topk/last_end"):
+                first = np.array([0 if init.name.endswith("start") else 1], np.int64)
+                init.CopyFrom(onnx.numpy_helper.from_array(first, init.name))
+    elif how == "ties at the bound pass":  # an outside value equal to the bound is ignored
+        for node in model.graph.node:
+            if node.name == "topk/same_set":
+                node.op_type = "LessOrEqual"
+    elif how == "no candidate masked":  # the leader's columns are not set to -inf: never cheap
+        for node in model.graph.node:
+            if node.name == "topk/rest":
+                node.op_type, node.input[:] = "Identity", [node.input[0]]
+                del node.attribute[:]
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "how", ["bound is the largest candidate", "ties at the bound pass", "no candidate masked"]
+)
+def test_a_broken_bound_is_caught(how):
+    """The comparisons above can fail: each deliberately wrong check gives a wrong top-K on
+    some of the rows (the last one is only slower, so it is caught by the cheap-path mask)."""
+    s, n, k, group, margin = 40, 96, 5, 8, 3
+    wrong = 0
+    for kind in KINDS:
+        for seed in range(3):
+            p = rows(kind, n, s, seed=seed)
+            data = postprocess_graph(
+                s, "none", species_ids=range(s), top_k=k, topk_group=group, topk_margin=margin
+            )
+            good = session(data).run(["topk"], {"raw": p})[0]
+            np.testing.assert_array_equal(good, expected(p, range(s), k))
+            bad = session(with_outputs(broken(data, how), ["topk/same_set"]))
+            got, same = bad.run(["topk", "topk/same_set"], {"raw": p})
+            if how == "no candidate masked":
+                wrong += int(not np.array_equal(same.reshape(-1), cheap_rows(p, k, group, margin)))
+            else:
+                wrong += int(not np.array_equal(got, expected(p, range(s), k)))
+    assert wrong > 0
+
+
+def test_default_margin_is_used():
+    """Without topk_margin the graph takes postprocess.TOPK_MARGIN extra candidates."""
+    s, k = 100, 5
+    data = postprocess_graph(s, "none", species_ids=range(s), top_k=k, topk_group=4)
+    model = onnx.load_from_string(data)
+    (c,) = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name == "topk/candidates"]
+    assert c.tolist() == [k + postprocess.TOPK_MARGIN] and postprocess.TOPK_MARGIN > 0
 
 
 def test_ties_keep_the_lower_column_even_when_the_leader_order_differs():
@@ -142,7 +238,10 @@ def test_micro_batches_are_balanced_between_workers(tmp_path):
     pipeline._run_session = recording
     x = np.cumsum(rng.normal(scale=0.05, size=(677, 2)), axis=0).astype(np.float32)
     got = pipeline.run({"env": x})
-    assert sorted(sizes) == [152, 176, 176, 176]  # the last 149 rows padded to 152 (groups of 8)
+    assert engine.TOPK_GROUP == 32
+    # 4 pieces of ceil(677 / 4) = 170 rows rounded up to whole groups of 32: 192, 192, 192
+    # and the last 101 rows padded to 128
+    assert sorted(sizes) == [128, 192, 192, 192]
     p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
     np.testing.assert_array_equal(got["topk"], expected(p, range(s), 5))
     np.testing.assert_allclose(got["richness"], p.sum(axis=1), rtol=1e-5)

@@ -55,9 +55,11 @@ BLOCK_BUDGET_BYTES = 128 * 1024 * 1024
 MAX_BLOCK_CELLS = 65536
 #: rows per onnxruntime call (see Pipeline.run); measured best for the reference MLP
 MICRO_BATCH = 256
-#: top-K over groups of this many neighbouring rows (exact; postprocess._grouped_topk):
-#: measured on the bench MLP's rows, 8 gave 2.3 us/row vs 3.0 plain, 4 gave 2.5
-TOPK_GROUP = 8
+#: top-K over groups of this many neighbouring rows (exact; postprocess._grouped_topk, the
+#: leader's TopK taking postprocess.TOPK_MARGIN = 16 extra candidates): fused graph on the
+#: bench MLP's rows, 2 sessions, us/row: plain 4.08, group 8 without margin 3.83 (73% of rows
+#: on the cheap path), 8 / margin 16 3.70, 16 3.55-3.60, 32 3.48-3.57 (99%), 64 3.42-3.50
+TOPK_GROUP = 32
 #: ... and at most about this many bytes of input + model output per call: measured on the
 #: bench CNN (64 KB of patch per row), 32 rows gave 29 us/patch vs 44 at 256 (its conv
 #: activations then stay in the caches); 2 MB keeps the MLP's 256 (8 KB per row)
