@@ -164,7 +164,7 @@ def test_loaded_layers_get_styles(tmp_path, climate):
     from qgis.core import QgsRasterLayer
 
     from geoplant_qgis.core import engine
-    from geoplant_qgis.processing.predict import _Style
+    from geoplant_qgis.processing.predict import _output_style
 
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
     paths = {k: str(tmp_path / f"{k}.tif") for k in ("richness", "topk", "probabilities")}
@@ -179,7 +179,7 @@ def test_loaded_layers_get_styles(tmp_path, climate):
         output_probabilities=paths["probabilities"],
     )
     topk = QgsRasterLayer(paths["topk"], "topk")
-    _Style("topk", str(tmp_path / "topk.qml")).postProcessLayer(topk, None, None)
+    _output_style("topk", paths["topk"])(topk)
     renderer = topk.renderer()
     assert renderer.type() == "paletted"
     assert [(c.value, c.label) for c in renderer.classes()] == [
@@ -187,7 +187,7 @@ def test_loaded_layers_get_styles(tmp_path, climate):
     ]
 
     richness = QgsRasterLayer(paths["richness"], "richness")
-    _Style("richness").postProcessLayer(richness, None, None)
+    _output_style("richness", paths["richness"])(richness)
     with rasterio.open(paths["richness"]) as src:
         data = src.read(1)
     valid = data[data != -9999.0]
@@ -196,7 +196,7 @@ def test_loaded_layers_get_styles(tmp_path, climate):
     assert richness.renderer().classificationMax() == pytest.approx(valid.max(), rel=1e-5)
 
     probabilities = QgsRasterLayer(paths["probabilities"], "p")
-    _Style("probabilities").postProcessLayer(probabilities, None, None)
+    _output_style("probabilities", paths["probabilities"])(probabilities)
     assert (probabilities.renderer().classificationMin(), probabilities.renderer().classificationMax()) == (
         0,
         1,

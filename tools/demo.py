@@ -130,7 +130,6 @@ def render_pairs(pairs, out_dir) -> list[str]:
     os.environ.setdefault("CPL_LOG", os.devnull)
     from qgis.core import (
         QgsApplication,
-        QgsColorRampShader,
         QgsCoordinateReferenceSystem,
         QgsLayoutExporter,
         QgsLayoutItemLabel,
@@ -143,12 +142,11 @@ def render_pairs(pairs, out_dir) -> list[str]:
         QgsPrintLayout,
         QgsProject,
         QgsRasterLayer,
-        QgsRasterShader,
-        QgsSingleBandPseudoColorRenderer,
-        QgsStyle,
         QgsUnitTypes,
     )
     from qgis.PyQt.QtGui import QFont
+
+    from geoplant_qgis.processing.styles import named_ramp, pseudocolor
 
     app = QgsApplication([], False)
     app.initQgis()
@@ -173,16 +171,8 @@ def render_pairs(pairs, out_dir) -> list[str]:
                 layer = QgsRasterLayer(path, unit)
                 if not layer.isValid():
                     raise SystemExit(f"cannot render {path}")
-                ramp = QgsStyle.defaultStyle().colorRamp("Viridis")
-                fn = QgsColorRampShader(vmin, vmax, ramp)
-                fn.setColorRampType(QgsColorRampShader.Interpolated)
-                fn.classifyColorRamp(6, -1)
-                shader = QgsRasterShader()
-                shader.setRasterShaderFunction(fn)
-                renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-                renderer.setClassificationMin(vmin)
-                renderer.setClassificationMax(vmax)
-                layer.setRenderer(renderer)
+                viridis = named_ramp("Viridis", ("#440154", "#fde725"))
+                pseudocolor(layer, 1, vmin, vmax, viridis, "{:.3g}".format)
                 project.addMapLayer(layer)
                 x0 = 6 + i * 148
                 label = QgsLayoutItemLabel(layout)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputDataError, OutputError
+from .errors import InputDataError
+from .files import write_text
 
 DEFAULT_K = 25
 
@@ -279,33 +280,12 @@ def evaluate(
 # ----------------------------------------------------------------------------- outputs
 
 
-def _temporary(path: str) -> str:
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.part-{os.getpid()}")
-
-
-def _write_text(path, text: str) -> str:
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    tmp = _temporary(path)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OutputError(f"Cannot write {path}: {error.strerror or error}.") from None
-    return path
-
-
 def write_table_csv(path, result: Evaluation) -> str:
     """The per-survey table as CSV (temporary name, renamed at the end)."""
     import pandas as pd
 
     frame = pd.DataFrame(result.per_survey)
-    return _write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+    return write_text(path, frame.to_csv(index=False, float_format="%.6g"))
 
 
 def _fmt(x, digits=4) -> str:
@@ -454,7 +434,7 @@ def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: d
 
 
 def write_report_html(path, result: Evaluation, title: str = "GeoPlant evaluation", notes=None) -> str:
-    return _write_text(path, report_html(result, title, notes))
+    return write_text(path, report_html(result, title, notes))
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputDataError, OutputError
+from .files import output_folder, temporary_sibling
 from .geoplant.layout import remove_written
 from .grid import Grid, area_mask, make_grid, parse_crs
 from .progress import as_progress
@@ -140,17 +140,6 @@ def _format_values(values: np.ndarray) -> list[list[str]]:
     return text.tolist()
 
 
-def _temporary(final: str, suffix: str) -> str:
-    folder = os.path.dirname(final) or "."
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=suffix, dir=folder)
-    os.close(fd)
-    return tmp
-
-
 @dataclass
 class SampleResult:
     path: str
@@ -182,7 +171,8 @@ def sample_environment(
     if points is None and grid is None:
         raise InputDataError("Give POINTS, or an EXTENT or an AREA to sample a grid under.")
     final = os.path.abspath(os.fspath(output_csv))
-    tmp = _temporary(final, ".csv")
+    output_folder(final)
+    tmp = temporary_sibling(final)
     rows = complete = 0
     try:
         if points is not None:
@@ -270,7 +260,8 @@ def _write_patch(path, data, transform, crs, as_int16: bool) -> str:
     import rasterio
 
     final = os.path.abspath(path)
-    tmp = _temporary(final, ".tiff")
+    output_folder(final)
+    tmp = temporary_sibling(final)
     if as_int16:
         array, dtype, nodata = np.where(np.isnan(data), -1, data).astype(np.int16), "int16", -1
     else:

@@ -46,5 +46,19 @@ class PrintProgress(Progress):
         print(f"warning: {message}", file=self.stream)
 
 
+class ScaledProgress:
+    """A sub-step's progress mapped to ``start .. start + span`` percent of ``progress``;
+    everything else (messages, cancellation) passes through."""
+
+    def __init__(self, progress: Progress, start: float, span: float):
+        self.progress, self.start, self.span = progress, start, span
+
+    def set_progress(self, percent: float) -> None:
+        self.progress.set_progress(self.start + self.span * percent / 100.0)
+
+    def __getattr__(self, name):
+        return getattr(self.progress, name)
+
+
 def as_progress(progress: Progress | None) -> Progress:
     return progress if progress is not None else Progress()

@@ -16,100 +16,22 @@ import os
 
 import numpy as np
 from qgis.core import (
-    QgsBasicNumericFormat,
-    QgsColorRampLegendNodeSettings,
-    QgsColorRampShader,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
-    QgsGradientColorRamp,
     QgsPalettedRasterRenderer,
     QgsProject,
     QgsRaster,
-    QgsRasterBandStats,
     QgsRasterLayer,
-    QgsRasterShader,
-    QgsSingleBandPseudoColorRenderer,
-    QgsStyle,
 )
 from qgis.PyQt.QtGui import QColor
+
+from ..processing.styles import style_probability, style_richness
 
 RICHNESS = "richness"
 TOPK = "topk"
 PROBABILITIES = "probabilities"
 #: more probability bands than this are not added one layer each (the file is still written)
 MAX_PROBABILITY_LAYERS = 30
-
-
-def _ramp(name: str, fallback: tuple[str, str]):
-    ramp = QgsStyle.defaultStyle().colorRamp(name) if QgsStyle.defaultStyle() is not None else None
-    return ramp if ramp is not None else QgsGradientColorRamp(QColor(fallback[0]), QColor(fallback[1]))
-
-
-def _pseudocolor(layer, band, minimum, maximum, ramp, label, classes=6, suffix="", decimals=1):
-    """A continuous ramp on ``band`` from ``minimum`` to ``maximum``.
-
-    The class items are labelled by ``label(v)``; the continuous legend QGIS draws shows
-    the minimum and maximum with ``decimals`` and ``suffix``.
-    """
-    if not maximum > minimum:
-        maximum = minimum + 1.0
-    shader_function = QgsColorRampShader(minimum, maximum)
-    shader_function.setColorRampType(QgsColorRampShader.Interpolated)
-    shader_function.setSourceColorRamp(ramp.clone())
-    items = []
-    for i in range(classes):
-        value = minimum + (maximum - minimum) * i / (classes - 1)
-        items.append(QgsColorRampShader.ColorRampItem(value, ramp.color(i / (classes - 1)), label(value)))
-    shader_function.setColorRampItemList(items)
-    legend = QgsColorRampLegendNodeSettings()
-    legend.setUseContinuousLegend(True)
-    legend.setSuffix(suffix)
-    number_format = QgsBasicNumericFormat()
-    number_format.setNumberDecimalPlaces(decimals)
-    number_format.setShowTrailingZeros(False)
-    legend.setNumericFormat(number_format)
-    shader_function.setLegendSettings(legend)
-    shader = QgsRasterShader()
-    shader.setRasterShaderFunction(shader_function)
-    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
-    renderer.setClassificationMin(minimum)
-    renderer.setClassificationMax(maximum)
-    layer.setRenderer(renderer)
-    return renderer
-
-
-def style_richness(layer):
-    """Continuous ramp from 0 to the layer's maximum, legend in species."""
-    stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max | QgsRasterBandStats.Min)
-    maximum = float(stats.maximumValue) if np.isfinite(stats.maximumValue) else 1.0
-    return _pseudocolor(
-        layer,
-        1,
-        0.0,
-        max(maximum, 1e-6),
-        _ramp("Viridis", ("#440154", "#fde725")),
-        _species_label,
-        suffix=" species",
-    )
-
-
-def _species_label(value):
-    text = f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
-    return f"{text} species"
-
-
-def style_probability(layer, band=1):
-    """A 0-1 ramp on one probability band."""
-    return _pseudocolor(
-        layer,
-        band,
-        0.0,
-        1.0,
-        _ramp("Magma", ("#000004", "#fcfdbf")),
-        lambda v: f"p = {v:.1f}",
-        classes=6,
-        decimals=2,
-    )
 
 
 def species_colour(index: int) -> QColor:

@@ -30,22 +30,12 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import OutputError
 from ..core.geoplant.observations import ReadStats, read_observations, survey_table
+from ..core.progress import ScaledProgress
 from .base import GeoPlantAlgorithm
 from .styles import apply_on_load, style_survey_points
 
 WGS84 = "EPSG:4326"
 _BATCH = 5_000
-
-
-class _Scaled:
-    def __init__(self, progress, start, span):
-        self.progress, self.start, self.span = progress, start, span
-
-    def set_progress(self, percent):
-        self.progress.set_progress(self.start + self.span * percent / 100.0)
-
-    def __getattr__(self, name):
-        return getattr(self.progress, name)
 
 
 def area_filter(alg, parameters, context):
@@ -250,7 +240,7 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
         stats = ReadStats()
         fields = survey_fields() if aggregate else row_fields()
         if aggregate:
-            table = survey_table(path, progress=_Scaled(progress, 0, 80), bounds=bounds, stats=stats)
+            table = survey_table(path, progress=ScaledProgress(progress, 0, 80), bounds=bounds, stats=stats)
             output = VectorFileOutput(destination, fields, context)
             count = 0
             try:
@@ -298,7 +288,7 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
             count = 0
             try:
                 for frame in read_observations(
-                    path, progress=_Scaled(progress, 0, 100), bounds=bounds, stats=stats
+                    path, progress=ScaledProgress(progress, 0, 100), bounds=bounds, stats=stats
                 ):
                     keep = predicate(frame["lon"].tolist(), frame["lat"].tolist()) if predicate else None
                     features = []

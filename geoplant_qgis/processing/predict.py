@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
-    QgsColorRampShader,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
     QgsProcessingParameterExtent,
@@ -24,15 +22,12 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
-    QgsRasterBandStats,
-    QgsRasterShader,
-    QgsSingleBandPseudoColorRenderer,
-    QgsStyle,
 )
 
 from ..core.bundled import default_model_path
 from .base import GeoPlantAlgorithm
 from .params import given, raster_paths, read_area, read_crs, read_extent
+from .styles import apply_on_load, band_range, named_ramp, pseudocolor, species_label, style_probability
 
 OUTPUTS = (
     ("OUTPUT_RICHNESS", "richness", "Richness (expected number of species)"),
@@ -41,39 +36,20 @@ OUTPUTS = (
 )
 
 
-class _Style(QgsProcessingLayerPostProcessorInterface):
-    """Styles a loaded output raster (runs in the main thread after the algorithm)."""
+def _output_style(key: str, path: str):
+    """The style a loaded output gets: the top-K's own .qml (species names), richness a ramp
+    over its values, probabilities a 0-1 ramp."""
+    if key == "topk":
+        qml = os.path.splitext(path)[0] + ".qml"
+        return lambda layer: os.path.exists(qml) and layer.loadNamedStyle(qml)
+    if key == "probabilities":
+        return style_probability
 
-    def __init__(self, kind: str, qml: str | None = None):
-        super().__init__()
-        self.kind, self.qml = kind, qml
+    def richness(layer):
+        low, high = band_range(layer, 1)
+        pseudocolor(layer, 1, low, high, named_ramp("Viridis", ("#440154", "#fde725")), species_label)
 
-    def postProcessLayer(self, layer, context, feedback):
-        if layer is None or not layer.isValid():
-            return
-        if self.kind == "topk":
-            if self.qml and os.path.exists(self.qml):
-                layer.loadNamedStyle(self.qml)
-        else:
-            if self.kind == "probabilities":
-                low, high, ramp_name = 0.0, 1.0, "Viridis"
-            else:
-                stats = layer.dataProvider().bandStatistics(
-                    1, QgsRasterBandStats.Min | QgsRasterBandStats.Max
-                )
-                low, high, ramp_name = stats.minimumValue, stats.maximumValue, "Viridis"
-                if not high > low:
-                    high = low + 1.0
-            ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
-            shader_function = QgsColorRampShader(low, high, ramp)
-            shader_function.classifyColorRamp(8, -1)
-            shader = QgsRasterShader()
-            shader.setRasterShaderFunction(shader_function)
-            renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-            renderer.setClassificationMin(low)
-            renderer.setClassificationMax(high)
-            layer.setRenderer(renderer)
-        layer.triggerRepaint()
+    return richness
 
 
 class PredictAlgorithm(GeoPlantAlgorithm):
@@ -238,16 +214,10 @@ class PredictAlgorithm(GeoPlantAlgorithm):
             progress=progress,
         )
 
-        self._styles = []  # kept alive until QGIS has loaded the layers
         outputs = {"CELLS": result.cells, "VALID_CELLS": result.valid_cells, "SECONDS": result.seconds}
         for name, key, label in OUTPUTS:
             path = result.outputs.get(key)
             outputs[name] = path
-            if path and context.willLoadLayerOnCompletion(path):
-                qml = os.path.splitext(path)[0] + ".qml" if key == "topk" else None
-                style = _Style(key, qml)
-                self._styles.append(style)
-                details = context.layerToLoadOnCompletionDetails(path)
-                details.name = label
-                details.setPostProcessor(style)
+            if path and apply_on_load(context, path, _output_style(key, path)):
+                context.layerToLoadOnCompletionDetails(path).name = label
         return outputs

@@ -3,12 +3,19 @@
 Small functions other algorithms and the dock can reuse:
 ``style_survey_points(layer)`` (graduated size and colour by richness),
 ``style_true_colour(layer)`` (bands 1, 2, 3 as red, green, blue, 2-98 % stretch),
+``style_richness(layer)`` / ``style_probability(layer, band)`` (continuous ramps with
+legends in species / probability), ``pseudocolor(...)`` under both,
 ``StylePostProcessor.create(style_function)`` for ``LayerDetails.setPostProcessor``.
 """
 
 from __future__ import annotations
 
+import math
+
 from qgis.core import (
+    QgsBasicNumericFormat,
+    QgsColorRampLegendNodeSettings,
+    QgsColorRampShader,
     QgsContrastEnhancement,
     QgsGradientColorRamp,
     QgsGraduatedSymbolRenderer,
@@ -18,6 +25,8 @@ from qgis.core import (
     QgsRasterBandStats,
     QgsRasterLayer,
     QgsRasterMinMaxOrigin,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
     QgsSingleSymbolRenderer,
     QgsStyle,
     QgsVectorLayer,
@@ -27,11 +36,76 @@ from qgis.PyQt.QtGui import QColor
 RICHNESS_FIELD = "richness"
 
 
-def _richness_ramp():
-    ramp = QgsStyle.defaultStyle().colorRamp("Viridis")
-    if ramp is None:
-        ramp = QgsGradientColorRamp(QColor(68, 1, 84), QColor(253, 231, 37))
-    return ramp
+def named_ramp(name: str, fallback: tuple[str, str]):
+    ramp = QgsStyle.defaultStyle().colorRamp(name) if QgsStyle.defaultStyle() is not None else None
+    return ramp if ramp is not None else QgsGradientColorRamp(QColor(fallback[0]), QColor(fallback[1]))
+
+
+def pseudocolor(layer, band, minimum, maximum, ramp, label, classes=6, suffix="", decimals=1):
+    """A continuous ramp on ``band`` from ``minimum`` to ``maximum``.
+
+    The class items are labelled by ``label(v)``; the continuous legend QGIS draws shows
+    the minimum and maximum with ``decimals`` and ``suffix``.
+    """
+    if not maximum > minimum:
+        maximum = minimum + 1.0
+    shader_function = QgsColorRampShader(minimum, maximum)
+    shader_function.setColorRampType(QgsColorRampShader.Interpolated)
+    shader_function.setSourceColorRamp(ramp.clone())
+    items = []
+    for i in range(classes):
+        value = minimum + (maximum - minimum) * i / (classes - 1)
+        items.append(QgsColorRampShader.ColorRampItem(value, ramp.color(i / (classes - 1)), label(value)))
+    shader_function.setColorRampItemList(items)
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setUseContinuousLegend(True)
+    legend.setSuffix(suffix)
+    number_format = QgsBasicNumericFormat()
+    number_format.setNumberDecimalPlaces(decimals)
+    number_format.setShowTrailingZeros(False)
+    legend.setNumericFormat(number_format)
+    shader_function.setLegendSettings(legend)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(shader_function)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(minimum)
+    renderer.setClassificationMax(maximum)
+    layer.setRenderer(renderer)
+    return renderer
+
+
+def style_richness(layer):
+    """Continuous ramp from 0 to the layer's maximum, legend in species."""
+    stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max | QgsRasterBandStats.Min)
+    maximum = float(stats.maximumValue) if math.isfinite(stats.maximumValue) else 1.0
+    return pseudocolor(
+        layer,
+        1,
+        0.0,
+        max(maximum, 1e-6),
+        named_ramp("Viridis", ("#440154", "#fde725")),
+        species_label,
+        suffix=" species",
+    )
+
+
+def species_label(value):
+    text = f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
+    return f"{text} species"
+
+
+def style_probability(layer, band=1):
+    """A 0-1 ramp on one probability band."""
+    return pseudocolor(
+        layer,
+        band,
+        0.0,
+        1.0,
+        named_ramp("Magma", ("#000004", "#fcfdbf")),
+        lambda v: f"p = {v:.1f}",
+        classes=6,
+        decimals=2,
+    )
 
 
 def style_survey_points(layer: QgsVectorLayer, field: str = RICHNESS_FIELD, classes: int = 5) -> bool:
@@ -45,9 +119,9 @@ def style_survey_points(layer: QgsVectorLayer, field: str = RICHNESS_FIELD, clas
         return False
     renderer = QgsGraduatedSymbolRenderer(field)
     renderer.setSourceSymbol(symbol)
-    renderer.setSourceColorRamp(_richness_ramp())
+    renderer.setSourceColorRamp(named_ramp("Viridis", ("#440154", "#fde725")))
     renderer.updateClasses(layer, QgsGraduatedSymbolRenderer.Jenks, classes)
-    renderer.updateColorRamp(_richness_ramp())
+    renderer.updateColorRamp(named_ramp("Viridis", ("#440154", "#fde725")))
     renderer.setSymbolSizes(1.6, 5.0)
     layer.setRenderer(renderer)
     layer.triggerRepaint()

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError, OutputError
+from ..files import output_folder, temporary_sibling
 from ..progress import as_progress
-from .layout import temporary_sibling
 from .observations import EMPTY_TOKENS
 
 ID_COLUMN = "surveyId"
@@ -105,11 +105,7 @@ def write_env_values(path, frame: pd.DataFrame) -> str:
     if out.index.hasnans:
         raise OutputError("Every row of an environmental values file needs a surveyId.")
     final = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(final)
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
+    output_folder(final)
     tmp = temporary_sibling(final)
     try:
         out.to_csv(tmp, na_rep="", index=True, index_label=ID_COLUMN)

@@ -10,11 +10,11 @@ a one-digit AB (``212`` -> ``12/2/212.tiff``).
 from __future__ import annotations
 
 import os
-import uuid
 
 import numpy as np
 
 from ..errors import InputDataError, OutputError
+from ..files import output_folder, temporary_sibling
 
 #: band order and descriptions of every 4-band GeoPlant patch
 PATCH_BANDS = ("red", "green", "blue", "nir")
@@ -106,13 +106,6 @@ def explicit_crs(crs):
     return CRS.from_user_input(crs)
 
 
-def temporary_sibling(path) -> str:
-    """A hidden temporary name in the folder of ``path`` (same extension, same filesystem)."""
-    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.part-{uuid.uuid4().hex[:8]}{ext}")
-
-
 def write_glc25_patch(path, data, transform, crs, nodata=-1) -> str:
     """Write a GLC25-style patch: 4-band int16 GeoTIFF (red, green, blue, nir).
 
@@ -141,11 +134,7 @@ def write_glc25_patch(path, data, transform, crs, nodata=-1) -> str:
         transform = Affine(*transform)
     out_crs = explicit_crs(crs)
     final = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(final)
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
+    output_folder(final)
     tmp = temporary_sibling(final)
     profile = {
         "driver": "GTiff",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputDataError
+from ..progress import ScaledProgress
 from .layout import PATCH_BANDS, glc24_patch_relpath, glc25_patch_relpath, remove_written, safe_join
 
 GLC24 = "glc24"
@@ -314,7 +315,7 @@ def build_vrt(paths, vrt_path) -> str:
     """A mosaic VRT of same-CRS 4-band patches, written under a temporary name then renamed."""
     from osgeo import gdal
 
-    from .layout import temporary_sibling
+    from ..files import temporary_sibling
 
     final = os.path.abspath(os.fspath(vrt_path))
     tmp = temporary_sibling(final)
@@ -364,7 +365,7 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     if os.path.commonpath([dataset.folder, os.path.realpath(output_folder)]) == dataset.folder:
         raise InputDataError("The output folder must not be inside the dataset folder.")
     if metadata is not None:
-        table = survey_table(metadata, progress=_Scaled(progress, 0, 20), bounds=bounds)
+        table = survey_table(metadata, progress=ScaledProgress(progress, 0, 20), bounds=bounds)
         attrs = table.attributes
         candidates = list(
             zip(attrs["surveyId"].tolist(), attrs["lon"].tolist(), attrs["lat"].tolist(), strict=True)
@@ -412,16 +413,3 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     progress.set_progress(100)
     progress.info(f"{len(written)} patch(es) written to {output_folder}.")
     return ExportResult(written, vrt, ids, missing, outside)
-
-
-class _Scaled:
-    """Progress of a sub-step mapped to ``start .. start + span`` percent."""
-
-    def __init__(self, progress, start, span):
-        self.progress, self.start, self.span = progress, start, span
-
-    def set_progress(self, percent):
-        self.progress.set_progress(self.start + self.span * percent / 100.0)
-
-    def __getattr__(self, name):
-        return getattr(self.progress, name)
