@@ -580,33 +580,6 @@ def _blocks(height: int, width: int, cells: int, max_rows: int = 256):
             yield r, c, min(rows, height - r), min(cols, width - c)
 
 
-def _area_shapes(area) -> list[dict]:
-    """The AREA as GeoJSON-like polygons (parsed once, not per block)."""
-    from .grid import as_geojson
-
-    if isinstance(area, dict | str | bytes | bytearray) or hasattr(area, "__geo_interface__"):
-        area = [area]
-    shapes = []
-    for g in area:
-        gj = as_geojson(g)
-        if gj and gj.get("type") == "GeometryCollection":
-            shapes.extend(gj.get("geometries", []))
-        elif gj:
-            shapes.append(gj)
-    shapes = [s for s in shapes if s.get("type") in ("Polygon", "MultiPolygon")]
-    if not shapes:
-        raise InputDataError("The AREA has no polygons.")
-    return shapes
-
-
-def _area_extent(shapes) -> tuple[float, float, float, float]:
-    """Bounds (xmin, ymin, xmax, ymax) of GeoJSON-like polygons, in their CRS."""
-    from rasterio.features import bounds
-
-    boxes = np.array([bounds(s) for s in shapes], dtype=np.float64)
-    return (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
-
-
 def _resolve_outputs(output_richness, output_topk, output_probabilities):
     outputs = {
         k: os.path.abspath(os.fspath(v))
@@ -660,7 +633,7 @@ def predict(
     ``block_cells``: cells per block (default from a memory budget); ``threads``:
     onnxruntime threads of one session (default: one single-threaded session per core).
     """
-    from .grid import area_mask, make_grid
+    from .grid import area_bounds, area_mask, area_polygons, make_grid
 
     progress = as_progress(progress)
     started = time.perf_counter()
@@ -693,11 +666,11 @@ def predict(
     grid_crs = crs or (card.grid.crs if card.grid else DEFAULT_CRS)
     size = float(cell_size) if cell_size else (card.grid.cell_size_m if card.grid else DEFAULT_CELL_SIZE)
     if area is not None:
-        area = _area_shapes(area)
+        area = area_polygons(area)
     if extent is None:
         if area is None:
             raise InputDataError("Give an EXTENT or an AREA to predict over.")
-        extent, extent_crs = _area_extent(area), area_crs
+        extent, extent_crs = area_bounds(area), area_crs
     grid = make_grid(tuple(extent), extent_crs or grid_crs, crs=grid_crs, cell_size=size)
     if area is not None and area_crs is not None:
         from rasterio.warp import transform_geom

@@ -22,7 +22,7 @@ import numpy as np
 from .errors import InputDataError, OutputError
 from .files import output_folder, temporary_sibling
 from .geoplant.layout import remove_written
-from .grid import Grid, area_mask, make_grid, parse_crs
+from .grid import Grid, area_bounds, area_mask, area_polygons, make_grid, parse_crs
 from .progress import as_progress
 from .sampling import PatchSampler, PointSampler
 from .sources import BandRef, _stem, find_band, parse_mapping, raster_band_names, resolve_variables
@@ -64,10 +64,12 @@ class GridArea:
 
     def __post_init__(self):
         extent, extent_crs = self.extent, self.extent_crs
+        if self.area:
+            self.area = area_polygons(self.area)  # parsed once, not per block
         if extent is None:
             if not self.area:
                 raise InputDataError("Give POINTS, or an EXTENT or an AREA to sample a grid under.")
-            extent, extent_crs = _area_bounds(self.area, self.area_crs, self.crs)
+            extent, extent_crs = area_bounds(self.area), (self.area_crs or self.crs)
         self.grid = make_grid(extent, extent_crs, self.crs, self.cell_size)
 
     def blocks(self, cells_per_block: int) -> Iterator[Points]:
@@ -81,32 +83,6 @@ class GridArea:
                 keep = area_mask(g, self.area, self.area_crs, window=window).ravel()
                 ids, xs, ys = ids[keep], xs[keep], ys[keep]
             yield Points(ids, xs, ys, g.crs)
-
-
-def _area_bounds(area, area_crs, crs):
-    """Bounding box of the AREA geometries (in their CRS)."""
-    from .grid import as_geojson
-
-    xs, ys = [], []
-
-    def walk(coords):
-        if isinstance(coords, list | tuple) and coords and isinstance(coords[0], int | float):
-            xs.append(coords[0])
-            ys.append(coords[1])
-        else:
-            for c in coords:
-                walk(c)
-
-    for g in [area] if isinstance(area, bytes | bytearray | memoryview | str | dict) else area:
-        gj = as_geojson(g)
-        if gj and "coordinates" in gj:
-            walk(gj["coordinates"])
-        elif gj and gj.get("type") == "GeometryCollection":
-            for part in gj.get("geometries", []):
-                walk(part.get("coordinates", []))
-    if not xs:
-        raise InputDataError("The AREA has no polygons.")
-    return (min(xs), min(ys), max(xs), max(ys)), (area_crs or crs)
 
 
 def raster_variables(raster_paths: Sequence, mapping=None) -> dict[str, BandRef]:

@@ -182,10 +182,10 @@ def as_geojson(geometry):
     return json.loads(geom.GetLinearGeometry().ExportToJson())
 
 
-def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None = None) -> np.ndarray:
-    """Boolean array over the grid (or ``window`` of it), True where the cell centre is
-    inside one of the polygons. ``geometries``: WKB bytes, WKT/GeoJSON text, GeoJSON-like
-    dicts (a single one or a list) in ``geometries_crs`` (default: the grid's CRS)."""
+def area_polygons(geometries) -> list[dict]:
+    """The polygons of an AREA as GeoJSON-like dicts, parsed once. ``geometries``: WKB bytes,
+    WKT/GeoJSON text, GeoJSON-like dicts, a single one or a list; collections are opened,
+    anything but (multi)polygons dropped. No polygon at all: :class:`InputDataError`."""
     if isinstance(geometries, dict | str | bytes | bytearray | memoryview) or hasattr(
         geometries, "__geo_interface__"
     ):
@@ -193,13 +193,29 @@ def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None
     shapes = []
     for g in geometries:
         gj = as_geojson(g)
-        if gj and gj.get("type") in ("GeometryCollection",):
+        if gj and gj.get("type") == "GeometryCollection":
             shapes.extend(gj.get("geometries", []))
         elif gj:
             shapes.append(gj)
     shapes = [s for s in shapes if s.get("type") in ("Polygon", "MultiPolygon")]
     if not shapes:
         raise InputDataError("The AREA has no polygons.")
+    return shapes
+
+
+def area_bounds(shapes) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of polygons from :func:`area_polygons`, in their CRS."""
+    from rasterio.features import bounds
+
+    boxes = np.array([bounds(s) for s in shapes], dtype=np.float64)
+    return (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
+
+
+def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None = None) -> np.ndarray:
+    """Boolean array over the grid (or ``window`` of it), True where the cell centre is
+    inside one of the polygons. ``geometries``: as :func:`area_polygons` takes them (or its
+    result, to parse once for many windows) in ``geometries_crs`` (default: the grid's CRS)."""
+    shapes = area_polygons(geometries)
     target = parse_crs(grid.crs)
     if geometries_crs is not None:
         source = parse_crs(geometries_crs, "AREA CRS")
