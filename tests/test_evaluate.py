@@ -11,6 +11,7 @@ import pytest
 
 from geoplant_qgis.core import evaluate as ev
 from geoplant_qgis.core.errors import InputDataError, OutputError
+from geoplant_qgis.core.geoplant.observations import STANDARD_COLUMNS
 
 SPECIES = np.array([10, 20, 30, 40])
 PROBS = np.array(
@@ -178,17 +179,7 @@ def _pa_csv(path, surveys):
         (lon,), (lat,) = transform("EPSG:3035", "EPSG:4326", [x], [y])
         for s in species:
             rows.append((lon, lat, 2020, 10.0, 25.0, "ALPINE", "France", float(s), sid))
-    cols = [
-        "lon",
-        "lat",
-        "year",
-        "geoUncertaintyInM",
-        "areaInM2",
-        "region",
-        "country",
-        "speciesId",
-        "surveyId",
-    ]
+    cols = list(STANDARD_COLUMNS)
     pd.DataFrame(rows, columns=cols).to_csv(path, index=False)
     return str(path)
 

@@ -52,6 +52,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from geoplant_qgis.core.geoplant.layout import glc25_patch_relpath, write_glc25_patch  # noqa: E402
+from geoplant_qgis.core.geoplant.observations import STANDARD_COLUMNS  # noqa: E402
 
 #: bump when the generator's output changes, so cached worlds are regenerated
 GENERATOR_VERSION = 1
@@ -102,17 +103,7 @@ CSV_FOLDERS = {
     "landcover": "LandCover",
     "human_footprint": "HumanFootprint",
 }
-PA_COLUMNS = [
-    "lon",
-    "lat",
-    "year",
-    "geoUncertaintyInM",
-    "areaInM2",
-    "region",
-    "country",
-    "speciesId",
-    "surveyId",
-]
+PA_COLUMNS = list(STANDARD_COLUMNS)  # the GLC24/GLC25 presence-absence columns, in order
 PATCH_SIZE = 64
 PATCH_PIXEL_M = 10.0
 HABITAT_WINDOW_M = 320.0

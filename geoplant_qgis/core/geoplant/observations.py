@@ -42,6 +42,15 @@ STANDARD_COLUMNS = (
     "surveyId",
 )
 REQUIRED_COLUMNS = ("lon", "lat", "surveyId")
+# Every field read as raw text (values are validated by our own parsing), line numbers kept.
+_AS_TEXT = dict(
+    index_col=False,
+    dtype=str,
+    keep_default_na=False,
+    na_filter=False,
+    skip_blank_lines=False,
+    encoding="utf-8-sig",
+)
 FLOAT_COLUMNS = ("lon", "lat", "geoUncertaintyInM", "areaInM2")
 INTEGER_COLUMNS = ("year", "speciesId", "surveyId")
 TEXT_COLUMNS = ("region", "country")
@@ -285,13 +294,8 @@ def read_observations(
             header=None,
             skiprows=1,
             names=names,
-            index_col=False,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
             chunksize=chunksize,
-            encoding="utf-8-sig",
+            **_AS_TEXT,
             on_bad_lines="error",
         )
         try:
@@ -341,13 +345,8 @@ def _read_rest_python(path, header, first_line, chunksize, progress, bounds, sta
         header=None,
         skiprows=first_line - 1,
         names=header,
-        index_col=False,
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-        skip_blank_lines=False,
         chunksize=chunksize,
-        encoding="utf-8-sig",
+        **_AS_TEXT,
         engine="python",
         on_bad_lines=bad_line,
     )
