@@ -13,19 +13,16 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessing,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
     QgsVectorLayer,
 )
 
-from ..core.bundled import default_model_path
 from ..core.errors import InputDataError, MissingDependencyError
 from .base import GeoPlantAlgorithm
-from .params import crs_text, given, raster_paths
+from .params import add_model_parameters, crs_text, given, raster_paths
 
 
 def _is_null(value) -> bool:
@@ -125,26 +122,11 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
                 "SURVEYS", self.tr("Surveys (PA CSV or point layer)"), types=[QgsProcessing.TypeVector]
             )
         )
-        default = default_model_path()
-        self.addParameter(
-            QgsProcessingParameterFile(
-                "MODEL",
-                self.tr("Model (.onnx), used when PREDICTIONS is empty"),
-                behavior=QgsProcessingParameterFile.File,
-                extension="onnx",
-                defaultValue=default,
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                "RASTERS", self.tr("Input rasters (for MODEL)"), QgsProcessing.TypeRaster, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(
-                "MAPPING", self.tr("Variable mapping"), optional=True, multiLine=False
-            )
+        add_model_parameters(
+            self,
+            "Model (.onnx), used when PREDICTIONS is empty",
+            "Input rasters (for MODEL)",
+            model_optional=True,
         )
         self.addParameter(
             QgsProcessingParameterMultipleLayers(

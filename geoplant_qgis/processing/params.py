@@ -6,7 +6,16 @@ everywhere. Everything here runs in the algorithm's thread; core never sees a QG
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingException, QgsProviderRegistry
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterString,
+    QgsProviderRegistry,
+)
+
+from ..core.bundled import default_model_path
 
 
 def given(parameters, name) -> bool:
@@ -77,3 +86,28 @@ def read_area(alg, parameters, context, feedback=None, name="AREA"):
 
 def read_crs(alg, parameters, context, name="CRS") -> str | None:
     return crs_text(alg.parameterAsCrs(parameters, name, context)) if given(parameters, name) else None
+
+
+def add_model_parameters(alg, model_label: str, rasters_label: str, model_optional: bool = False) -> None:
+    """MODEL (default: the bundled demo model), RASTERS and MAPPING, the same in every algorithm
+    that runs a model."""
+    alg.addParameter(
+        QgsProcessingParameterFile(
+            "MODEL",
+            alg.tr(model_label),
+            behavior=QgsProcessingParameterFile.File,
+            extension="onnx",
+            defaultValue=default_model_path(),
+            optional=model_optional,
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterMultipleLayers(
+            "RASTERS", alg.tr(rasters_label), QgsProcessing.TypeRaster, optional=True
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterString(
+            "MAPPING", alg.tr("Variable mapping (variable=path[#band];... or CSV file)"), optional=True
+        )
+    )

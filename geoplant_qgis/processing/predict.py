@@ -17,16 +17,13 @@ from qgis.core import (
     QgsProcessingParameterCrs,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
 
-from ..core.bundled import default_model_path
 from .base import GeoPlantAlgorithm
-from .params import given, raster_paths, read_area, read_crs, read_extent
+from .params import add_model_parameters, given, raster_paths, read_area, read_crs, read_extent
 from .styles import apply_on_load, band_range, named_ramp, pseudocolor, species_label, style_probability
 
 OUTPUTS = (
@@ -77,27 +74,7 @@ class PredictAlgorithm(GeoPlantAlgorithm):
     )
 
     def initAlgorithm(self, config=None):
-        default = default_model_path()
-        self.addParameter(
-            QgsProcessingParameterFile(
-                "MODEL",
-                self.tr("Model (.onnx)"),
-                behavior=QgsProcessingParameterFile.File,
-                extension="onnx",
-                defaultValue=default,
-                optional=False,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                "RASTERS", self.tr("Environmental rasters"), QgsProcessing.TypeRaster, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(
-                "MAPPING", self.tr("Variable mapping (variable=path[#band];... or CSV file)"), optional=True
-            )
-        )
+        add_model_parameters(self, "Model (.onnx)", "Environmental rasters")
         self.addParameter(QgsProcessingParameterExtent("EXTENT", self.tr("Extent"), optional=True))
         self.addParameter(
             QgsProcessingParameterFeatureSource(
