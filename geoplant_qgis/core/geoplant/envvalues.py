@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError, OutputError
-from ..files import output_folder, temporary_sibling
+from ..files import write_text
 from ..progress import as_progress
 from .observations import EMPTY_TOKENS
 
@@ -104,14 +104,4 @@ def write_env_values(path, frame: pd.DataFrame) -> str:
         out.index.name = ID_COLUMN
     if out.index.hasnans:
         raise OutputError("Every row of an environmental values file needs a surveyId.")
-    final = os.path.abspath(os.fspath(path))
-    output_folder(final)
-    tmp = temporary_sibling(final)
-    try:
-        out.to_csv(tmp, na_rep="", index=True, index_label=ID_COLUMN)
-        os.replace(tmp, final)
-    except OSError as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OutputError(f"Cannot write {final}: {error.strerror or error}.") from None
-    return final
+    return write_text(path, out.to_csv(na_rep="", index=True, index_label=ID_COLUMN))
