@@ -184,9 +184,15 @@ def _grouped_topk(nodes, inits, p, k, result, n_species, top_k, group, opset, na
             [n("bound")],
             n("bound"),
         ),  # [M, G, 1]: the K-th largest candidate value
-        _node("Shape", [n("columns3")], [n("columns3_shape")], n("columns3_shape")),
-        _node("Expand", [n("minus_inf"), n("columns3_shape")], [n("minus_infs")], n("minus_infs")),
-        _node("ScatterElements", [n("p3"), n("columns3"), n("minus_infs")], [n("rest")], n("rest"), axis=2),
+        # -inf at the group's candidate columns, 0 elsewhere: one [M, 1, S] mask per group,
+        # added to the rows (cheaper than writing -inf into a copy of every row)
+        _node("Shape", [n("lead")], [n("lead_shape")], n("lead_shape")),
+        _node("ConstantOfShape", [n("lead_shape")], [n("zeros")], n("zeros")),  # [M, S]
+        _node("Shape", [n("columns")], [n("columns_shape")], n("columns_shape")),
+        _node("Expand", [n("minus_inf"), n("columns_shape")], [n("minus_infs")], n("minus_infs")),
+        _node("ScatterElements", [n("zeros"), n("columns"), n("minus_infs")], [n("mask")], n("mask"), axis=1),
+        _node("Unsqueeze", [n("mask"), n("axis1")], [n("mask3")], n("mask3")),  # [M, 1, S]
+        _node("Add", [n("p3"), n("mask3")], [n("rest")], n("rest")),
         _reduce("ReduceMax", n("rest"), n("rest_max"), 2, opset, inits, n),  # [M, G, 1]
         _node("Less", [n("rest_max"), n("bound")], [n("same_set")], n("same_set")),
         _node("GatherElements", [n("columns3"), n("positions")], [n("fast3")], n("fast3"), axis=2),
