@@ -115,25 +115,18 @@ class _Source:
             out[invalid] = np.nan
         return out
 
-    def values_at(self, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
-        """float32 [n, bands]: the pixel containing each point (given in the source CRS)."""
+    def values_at(self, sx: np.ndarray, sy: np.ndarray, pixels=None) -> np.ndarray:
+        """float32 [n, bands]: the pixel containing each point (given in the source CRS).
+
+        ``pixels``: :meth:`pixels_of` these points, when already computed for a source on
+        the same pixel grid (the climate rasters of a model share theirs)."""
         out = np.full((sx.size, len(self.bands)), np.nan, dtype=np.float32)
-        if sx.size == 0:
-            return out
-        cols_f, rows_f = self.inverse * (sx, sy)
-        with np.errstate(invalid="ignore"):
-            inside = (cols_f >= 0) & (cols_f < self.width) & (rows_f >= 0) & (rows_f < self.height)
-        idx = np.flatnonzero(inside)
+        idx, rows, cols = self.pixels_of(sx, sy) if pixels is None else pixels
         if idx.size == 0:
             return out
-        cols = np.floor(cols_f[idx]).astype(np.int64)
-        rows = np.floor(rows_f[idx]).astype(np.int64)
-        # floating point may put a point at exactly width/height after the comparison above
-        np.clip(cols, 0, self.width - 1, out=cols)
-        np.clip(rows, 0, self.height - 1, out=rows)
         span = (int(rows.max() - rows.min()) + 1) * (int(cols.max() - cols.min()) + 1) * len(self.bands)
         if span <= MAX_WINDOW_VALUES:
-            groups = [np.arange(idx.size)]
+            groups = [slice(None)]
         else:
             tile = max(1, int(math.sqrt(MAX_WINDOW_VALUES / len(self.bands))))
             groups = _tile_groups(rows.astype(np.float64), cols.astype(np.float64), tile)
@@ -144,6 +137,27 @@ class _Source:
             data = self.read(window)
             out[idx[g]] = data[:, r - r0, c - c0].T
         return out
+
+    @property
+    def pixel_grid(self) -> tuple:
+        """What :meth:`pixels_of` depends on: sources with equal keys share pixel indices."""
+        return (self.transform, self.width, self.height)
+
+    def pixels_of(self, sx: np.ndarray, sy: np.ndarray):
+        """(positions of the points inside the raster, their rows, their columns)."""
+        if sx.size == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        cols_f, rows_f = self.inverse * (sx, sy)
+        with np.errstate(invalid="ignore"):
+            inside = (cols_f >= 0) & (cols_f < self.width) & (rows_f >= 0) & (rows_f < self.height)
+        idx = np.flatnonzero(inside)
+        cols = np.floor(cols_f[idx]).astype(np.int64)
+        rows = np.floor(rows_f[idx]).astype(np.int64)
+        # floating point may put a point at exactly width/height after the comparison above
+        np.clip(cols, 0, self.width - 1, out=cols)
+        np.clip(rows, 0, self.height - 1, out=rows)
+        return idx, rows, cols
 
     def window_for_bounds(self, bounds, halo: int = 1) -> Window | None:
         """The raster window covering ``bounds`` (in the source CRS) plus ``halo`` pixels,
@@ -369,10 +383,15 @@ class PointSampler(_Sampler):
         out = np.full((xs.size, len(self.refs)), np.nan, dtype=np.float32)
         if xs.size == 0:
             return out
+        # pixel indices once per CRS and pixel grid, not once per file
+        shared: dict[tuple, tuple] = {}
         for source, (sx, sy), (positions, channels) in zip(
             self.sources, self._to_sources(xs, ys), self.routes, strict=True
         ):
-            values = source.values_at(sx, sy)
+            key = (id(sx), source.pixel_grid)
+            if key not in shared:
+                shared[key] = source.pixels_of(sx, sy)
+            values = source.values_at(sx, sy, shared[key])
             out[:, channels] = values[:, positions]
         return out
 
