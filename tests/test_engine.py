@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 import numpy as np
 import onnx
@@ -690,6 +691,8 @@ def test_cancel_mid_run_leaves_nothing(tmp_path, climate):
         )
     assert progress.calls == 3
     assert sorted(os.listdir(out)) == ["t.tif"] and (out / "t.tif").read_bytes() == b"previous"
+    # the onnxruntime worker pool is shut down with the run
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("geoplant-ort")]
 
 
 def test_disk_space_refused_up_front(tmp_path, climate, monkeypatch):

@@ -245,3 +245,31 @@ def test_micro_batches_are_balanced_between_workers(tmp_path):
     p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
     np.testing.assert_array_equal(got["topk"], expected(p, range(s), 5))
     np.testing.assert_allclose(got["richness"], p.sum(axis=1), rtol=1e-5)
+
+
+def test_submitted_runs_overlap_and_the_pool_stops(tmp_path):
+    """Two runs in flight on the pool give each its own answer; close() stops its threads,
+    and predict() leaves none behind."""
+    import threading
+
+    from test_engine import make_model
+
+    rng = np.random.default_rng(5)
+    s = 40
+    w = rng.normal(size=(2, s)).astype(np.float32)
+    b = rng.normal(size=s).astype(np.float32)
+    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
+    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(s)))
+    x = np.cumsum(rng.normal(scale=0.05, size=(700, 2)), axis=0).astype(np.float32)
+    y = x[::-1].copy()
+    p = lambda v: 1.0 / (1.0 + np.exp(-(v.astype(np.float64) @ w + b)))  # noqa: E731
+    with engine.LoadedModel(model).pipeline(None, top_k=5, richness=True) as pipeline:
+        first = pipeline.submit({"env": x}, micro_batch=64)
+        second = pipeline.submit({"env": y}, micro_batch=96)
+        got_y, got_x = second.result(), first.result()
+        assert any(t.name.startswith("geoplant-ort") for t in threading.enumerate())
+    np.testing.assert_array_equal(got_x["topk"], expected(p(x), range(s), 5))
+    np.testing.assert_array_equal(got_y["topk"], expected(p(y), range(s), 5))
+    np.testing.assert_allclose(got_x["richness"], p(x).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(got_y["richness"], p(y).sum(axis=1), rtol=1e-5)
+    assert not any(t.name.startswith("geoplant-ort") for t in threading.enumerate())

@@ -2,14 +2,16 @@
 
 :func:`predict` streams blocks of grid cells. For each block a prefetch thread computes
 the cell centres and the AREA mask, samples every model input (one windowed read per
-source file per block, see :mod:`.sampling`), applies ``fill``, marks invalid cells and
-normalises per the model card, while the main thread runs onnxruntime on the previous
-block's valid cells only: first the model, then a small post-processing graph
+source file per block, see :mod:`.sampling`), applies ``fill`` and marks invalid cells.
+The main thread submits the block's valid cells to a pool of onnxruntime workers (one
+single-threaded session per core, micro-batches of a few hundred rows) running the model
+with the card's normalisation prepended and the post-processing appended
 (:mod:`.postprocess`: activation, richness and top-K over every species, the probability
-bands of the requested species) fed with the model's
-raw output, so the per-species work also runs in onnxruntime. A writer thread puts the
-output blocks into the GeoTIFFs (:mod:`.geotiff`), which live under temporary names until
-the run succeeds. Memory is bounded by the block size, not by the area.
+bands of the requested species), so the per-species work also runs in onnxruntime. One
+block is in flight while the next is submitted, so the workers never wait for the main
+thread. A writer thread puts the output blocks into the GeoTIFFs (:mod:`.geotiff`), which
+live under temporary names until the run succeeds. Memory is bounded by the block size,
+not by the area.
 
 Top-K ties (equal probabilities) are broken by column order: the species listed first
 in the model card comes first (ONNX TopK's rule).
@@ -17,11 +19,13 @@ in the model card comes first (ONNX TopK's rule).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,6 +128,33 @@ def _workers(threads: int | None) -> tuple[int, int]:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1)), 1
 
 
+def _number_worker(local: threading.local, counter) -> None:
+    """A pool thread's start: it takes the next session index (0 .. workers - 1)."""
+    local.worker = next(counter)
+
+
+class PendingRun:
+    """The outputs of a :meth:`Pipeline.submit` call, once its micro-batches are done."""
+
+    def __init__(self, out: dict, futures: list):
+        self._out, self._futures = out, futures
+
+    def result(self) -> dict:
+        """Wait for every micro-batch; the first error is raised (the rest cancelled)."""
+        try:
+            for future in self._futures:
+                future.result()
+        except BaseException:
+            self.cancel()
+            raise
+        return self._out
+
+    def cancel(self) -> None:
+        """Drop the micro-batches not started yet (those running finish)."""
+        for future in self._futures:
+            future.cancel()
+
+
 class Pipeline:
     """Model + pre/post-processing: ``run(feeds)`` -> {"richness"|"topk"|"probabilities": array}.
 
@@ -174,6 +205,8 @@ class Pipeline:
             self.sessions = [_session(post, threads) for _ in range(self.workers)]
             self.names = wanted
         self.session = self.sessions[0]
+        self._executor: ThreadPoolExecutor | None = None
+        self._local = threading.local()
         self.keys = wanted
         self.raw_name = card.output.name
         # rows per onnxruntime call: MICRO_BATCH, fewer when a row's input + output is big
@@ -186,15 +219,21 @@ class Pipeline:
         }
 
     def run(self, feeds: dict, micro_batch: int | None = None) -> dict:
-        """The outputs of the rows of ``feeds``, computed ``micro_batch`` rows at a time.
+        """The outputs of the rows of ``feeds``: ``submit(feeds, micro_batch).result()``."""
+        return self.submit(feeds, micro_batch).result()
+
+    def submit(self, feeds: dict, micro_batch: int | None = None) -> PendingRun:
+        """Start computing the rows of ``feeds``, ``micro_batch`` rows at a time; returns at once.
 
         Micro-batches keep the model's [rows, species] output in the CPU caches while the
         activation, the sum and the top-K pass over it (one 65k-row run makes a matrix of
-        hundreds of MB that every pass reads from memory again); the workers' threads
-        take every ``workers``-th micro-batch (onnxruntime releases the GIL). By default
-        the rows are cut into a multiple of ``workers`` micro-batches of equal size (at
-        most about ``self.micro_batch``): 677 rows in 256-row pieces gave one worker two pieces
-        and the other one, idle a third of the time.
+        hundreds of MB that every pass reads from memory again). They go to a pool of
+        ``workers`` threads, one session each (onnxruntime releases the GIL), which
+        outlives the call: the engine submits the next block before it collects this one,
+        so no core idles while the last micro-batch of a block finishes. By default the
+        rows are cut into a multiple of ``workers`` micro-batches of equal size (at most
+        about ``self.micro_batch``): 677 rows in 256-row pieces gave one worker two
+        pieces and the other one, idle a third of the time.
         """
         n = len(next(iter(feeds.values())))
         if micro_batch:
@@ -202,35 +241,43 @@ class Pipeline:
         else:  # about MICRO_BATCH rows, the same number of micro-batches for every worker
             parts = math.ceil(n / (self.micro_batch * self.workers)) * self.workers
             step = -(-math.ceil(n / parts) // self.group) * self.group  # whole top-K groups
-        if n <= step:
-            return self._run(0, feeds)
+        step = max(1, step)
         out = {k: np.empty((n, *self.layout[k][0]), dtype=self.layout[k][1]) for k in self.keys}
-        starts = list(range(0, n, step))
-        errors: list[BaseException] = []
-
-        def work(worker: int) -> None:
-            try:
-                for start in starts[worker :: self.workers]:
-                    if errors:
-                        return
-                    part = self._run(worker, {k: v[start : start + step] for k, v in feeds.items()})
-                    for k, v in part.items():
-                        out[k][start : start + len(v)] = v
-            except BaseException as error:  # re-raised by the calling thread
-                errors.append(error)
-
-        helpers = [
-            threading.Thread(target=work, args=(w,), name=f"geoplant-ort-{w}", daemon=True)
-            for w in range(1, min(self.workers, len(starts)))
+        pool = self._pool()
+        futures = [
+            pool.submit(self._work, {k: v[start : start + step] for k, v in feeds.items()}, out, start)
+            for start in range(0, n, step)
         ]
-        for h in helpers:
-            h.start()
-        work(0)
-        for h in helpers:
-            h.join()
-        if errors:
-            raise errors[0]
-        return out
+        return PendingRun(out, futures)
+
+    def close(self) -> None:
+        """Stop the worker threads (after the micro-batches already running)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            # the initializer gets the thread-local and a counter, not self: a worker
+            # thread holding the pipeline would keep it (and the pool) alive for ever
+            self._executor = ThreadPoolExecutor(
+                self.workers,
+                thread_name_prefix="geoplant-ort",
+                initializer=_number_worker,
+                initargs=(self._local, itertools.count()),
+            )
+        return self._executor
+
+    def _work(self, feeds: dict, out: dict, start: int) -> None:
+        part = self._run(self._local.worker, feeds)
+        for k, v in part.items():
+            out[k][start : start + len(v)] = v
 
     def _run(self, worker: int, feeds: dict) -> dict:
         n = len(next(iter(feeds.values())))
@@ -721,7 +768,7 @@ def predict(
         (outputs[k], estimate_bytes(width, height, s["count"], s["dtype"])) for k, s in specs.items()
     )
 
-    inputs = _Inputs(card, raster_paths, mapping, grid.crs, ring=PREFETCH_DEPTH + 2)
+    inputs = _Inputs(card, raster_paths, mapping, grid.crs, ring=PREFETCH_DEPTH + 3)
     if mapping:
         from .sources import unused_mapping_names
 
@@ -731,6 +778,7 @@ def predict(
                 f"MAPPING names {', '.join(unused)}, which the model does not use (its variables and "
                 f"bands: {', '.join(card.variable_names())}); check for a typo."
             )
+    post = None
     try:
         inputs.check_overlap(grid)
         post = model.pipeline(
@@ -741,7 +789,9 @@ def predict(
             probabilities="probabilities" in outputs,
         )
         out_bytes = sum(s["count"] * 4 for s in specs.values())
-        cell_bytes = 3 * inputs.cell_bytes() + 3 * 4 * len(card.species) + 2 * out_bytes
+        # feeds alive at once (see _run_blocks) and outputs (two blocks' results, two queued
+        # for the writer); the model's [rows, species] output exists per micro-batch only
+        cell_bytes = (PREFETCH_DEPTH + 3) * inputs.cell_bytes() + 4 * out_bytes
         if block_cells is None:
             block_cells = min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // cell_bytes))
         outside = inputs.share_outside(grid)
@@ -779,6 +829,8 @@ def predict(
             )
     finally:
         inputs.close()
+        if post is not None:
+            post.close()
 
     seconds = time.perf_counter() - started
     cells = width * height
@@ -805,8 +857,8 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
     strip = min((w.tile_h for w in writers.values()), default=256)
     windows = list(_blocks(height, width, block_cells, strip))
     stop = threading.Event()
-    # blocks prepared ahead; with the one being prepared and the one running, at most
-    # PREFETCH_DEPTH + 2 blocks' feeds are alive at once (the patch buffer ring's size)
+    # blocks prepared ahead; with the one being prepared, the one submitted and the one in
+    # flight, at most PREFETCH_DEPTH + 3 blocks' feeds are alive at once (the patch ring's size)
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
     to_write: queue.Queue = queue.Queue(maxsize=2)
     write_error: list[BaseException] = []
@@ -876,20 +928,15 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
         reader.start()
         writer.start()
         done = 0
-        while True:
-            progress.check_cancelled()
-            item = _get_until(ready, write_error)
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            if write_error:
-                raise write_error[0]
-            row, col, rows, cols, feeds, valid = item
-            n_valid = int(valid.sum())
+        # One block in flight: block k + 1 is submitted to the onnxruntime workers before
+        # block k is collected, assembled and handed to the writer, so the workers never
+        # wait for the main thread between blocks.
+        in_flight = None
+
+        def collect(entry) -> int:
+            row, col, rows, cols, valid, n_valid, pending = entry
+            results = pending.result() if pending is not None else None
             blocks = {}
-            if n_valid:
-                results = post.run(feeds)
             for key, w in writers.items():
                 if n_valid == len(valid):
                     values = results[key]
@@ -902,10 +949,36 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                         block[:, valid] = values.T if values.ndim == 2 else values[None]
                     block = block.reshape(w.count, rows, cols)
                 blocks[key] = block
-            valid_total += n_valid
             to_write.put((row, col, blocks))
-            done += 1
-            progress.set_progress(100.0 * done / len(windows))
+            return n_valid
+
+        try:
+            while True:
+                progress.check_cancelled()
+                item = _get_until(ready, write_error)
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if write_error:
+                    raise write_error[0]
+                row, col, rows, cols, feeds, valid = item
+                n_valid = int(valid.sum())
+                pending = post.submit(feeds) if n_valid else None
+                entry = (row, col, rows, cols, valid, n_valid, pending)
+                if in_flight is not None:
+                    valid_total += collect(in_flight)
+                    done += 1
+                    progress.set_progress(100.0 * done / len(windows))
+                in_flight = entry
+            if in_flight is not None:
+                entry, in_flight = in_flight, None
+                valid_total += collect(entry)
+                done += 1
+                progress.set_progress(100.0 * done / len(windows))
+        finally:
+            if in_flight is not None and in_flight[-1] is not None:
+                in_flight[-1].cancel()
         progress.check_cancelled()
         to_write.put(_DONE)
         writer.join()
@@ -918,6 +991,8 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                 + ": the rasters have no data there (nodata or outside). Check the extent, the "
                 "area and the rasters; nothing was written."
             )
+        # one after the other: building two GTiffs' overviews from two threads at once
+        # corrupted memory with Debian 12's GDAL 3.6 (aborts in libtiff), measured
         for w in writers.values():
             w.finish()
         for w in writers.values():
@@ -996,7 +1071,11 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     if not len(xs):
         return out
     post = model.pipeline(None, probabilities=True)
-    inputs = _Inputs(card, raster_paths, mapping, sample_crs)
+    try:
+        inputs = _Inputs(card, raster_paths, mapping, sample_crs)
+    except BaseException:
+        post.close()
+        raise
     try:
         for start in range(0, len(xs), batch):
             stop = min(start + batch, len(xs))
@@ -1006,6 +1085,7 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
                 out[start:stop][valid] = probs
     finally:
         inputs.close()
+        post.close()
     return out
 
 
