@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 
 import numpy as np
 import onnx
@@ -279,11 +278,12 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
             "geoplant_post/richness",
             "geoplant_post/topk",
         ]
-    assert pipeline.normalises == pipeline.fused  # in-graph normalisation only when fused
+    # in-graph normalisation only when fused
+    assert pipeline.graph_normalises == ({"env"} if pipeline.fused else set())
     x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32) * 10 + 20
     z = (x.astype(np.float64) * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
     spec = loaded.card.inputs[0]
-    out = pipeline.run({"env": x if pipeline.normalises else spec.normalise(x)})
+    out = pipeline.run({"env": x if pipeline.graph_normalises else spec.normalise(x)})
     p = activate(z @ W + B, activation)
     np.testing.assert_allclose(out["probabilities"], p[:, [4, 0, 2]], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(out["richness"], (p >= 0.3).sum(axis=1))
@@ -295,7 +295,7 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
     pair = loaded.pipeline([4, 0, 2], top_k=2, richness=True, threshold=0.3, probabilities=True)
     pair.workers, pair.sessions = 2, pair.sessions[:1] * 2
     pair.model_sessions = pair.model_sessions[:1] * 2
-    chunked = pair.run({"env": x if pair.normalises else spec.normalise(x)}, micro_batch=7)
+    chunked = pair.run({"env": x if pair.graph_normalises else spec.normalise(x)}, micro_batch=7)
     for key in ("probabilities", "richness", "topk"):
         np.testing.assert_array_equal(chunked[key], out[key])
 
@@ -672,12 +672,22 @@ class CancelAfter(Progress):
         return self.calls >= self.blocks
 
 
-def test_cancel_mid_run_leaves_nothing(tmp_path, climate):
+def test_cancel_mid_run_leaves_nothing(tmp_path, climate, monkeypatch):
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
     out = tmp_path / "out"
     out.mkdir()
     (out / "t.tif").write_bytes(b"previous")  # an older output under the same name stays as it was
     progress = CancelAfter(3)
+    pipelines, threads = [], []  # kept alive here: only close() may stop their threads
+    real_submit = engine.Pipeline.submit
+
+    def submit(self, *args, **kwargs):
+        pending = real_submit(self, *args, **kwargs)
+        pipelines.append(self)
+        threads.extend(self._executor._threads)
+        return pending
+
+    monkeypatch.setattr(engine.Pipeline, "submit", submit)
     with pytest.raises(CancelledError):
         engine.predict(
             model,
@@ -692,7 +702,7 @@ def test_cancel_mid_run_leaves_nothing(tmp_path, climate):
     assert progress.calls == 3
     assert sorted(os.listdir(out)) == ["t.tif"] and (out / "t.tif").read_bytes() == b"previous"
     # the onnxruntime worker pool is shut down with the run
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("geoplant-ort")]
+    assert pipelines and threads and not any(t.is_alive() for t in threads)
 
 
 def test_disk_space_refused_up_front(tmp_path, climate, monkeypatch):
@@ -906,11 +916,11 @@ def test_write_error_mid_run_is_raised_not_hung(tmp_path, climate, monkeypatch):
             raise OutputError("The disk is full.")
         return real_write(self, array, row_off, col_off)
 
-    def slow_prepare(self, xs, ys, normalise=True):
+    def slow_prepare(self, xs, ys, leave_raw=frozenset()):
         calls.append(1)
         if len(calls) > 1:  # a slow prefetch: the inference waits on an empty queue
             threading.Event().wait(0.2)
-        return real_prepare(self, xs, ys, normalise)
+        return real_prepare(self, xs, ys, leave_raw)
 
     monkeypatch.setattr(geotiff.GeoTiffWriter, "write", failing_write)
     monkeypatch.setattr(engine._Inputs, "prepare", slow_prepare)

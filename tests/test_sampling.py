@@ -379,3 +379,21 @@ def test_patch_validity_and_copy_into_a_buffer(rasters, centre_3035, seed):
     everything = np.empty((len(xs), 3, 8, 8), dtype=np.float32)
     assert patches.copy_to(everything) == len(xs)
     np.testing.assert_array_equal(everything[sure & ~invalid], expected[sure & ~invalid].astype(np.float32))
+    # slices of a selection (what each inference thread copies) give the same patches, and
+    # the normalisation applied to the fine grids equals the card's on the patches
+    selection = patches.selection(which)
+    assert len(selection) == count and selection.shape == (count, 3, 8, 8)
+    assert count >= 4
+    for cuts in ([0, 2, 3, count], [0, count], [0, 1, count - 1, count]):
+        pieces = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            out = np.full((b - a + 3, 3, 8, 8), 7.0, dtype=np.float32)
+            got = selection[a:b].copy_into(out)
+            assert got.shape == (b - a, 3, 8, 8) and (out[b - a :] == 7.0).all()
+            pieces.append(got.copy())
+        np.testing.assert_array_equal(np.concatenate(pieces), buffer[:count])
+    mul = np.array([2.0, 0.5, -1.0], dtype=np.float32).reshape(3, 1, 1)
+    add = np.array([1.0, -3.0, 0.25], dtype=np.float32).reshape(3, 1, 1)
+    patches.normalise(mul, add)
+    normalised = patches.selection(which).copy_into(np.empty((count, 3, 8, 8), dtype=np.float32))
+    np.testing.assert_array_equal(normalised, buffer[:count] * mul + add)

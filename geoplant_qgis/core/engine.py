@@ -128,6 +128,12 @@ def _workers(threads: int | None) -> tuple[int, int]:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1)), 1
 
 
+def _lazy_patches(spec) -> bool:
+    """Whether an input is fed as a :class:`.sampling.PatchSelection` (patches cut by the
+    inference threads; normalised on the fine grid, not in the graph)."""
+    return spec.kind == "patch" and spec.fill is None
+
+
 def _number_worker(local: threading.local, counter) -> None:
     """A pool thread's start: it takes the next session index (0 .. workers - 1)."""
     local.worker = next(counter)
@@ -165,10 +171,12 @@ class Pipeline:
     prepended (:func:`.postprocess.prepend_normalisation`) and the post-processing
     appended (:func:`.postprocess.append_postprocess`) to its graph: the activation can
     fuse into the last layer, the raw [N, S] output never reaches Python and the
-    normalisation runs in onnxruntime. Otherwise (opset < 13, external weights...) the
-    model's own session followed by the post-processing graph, normalising in numpy
-    (``normalises`` tells which). There are ``workers`` such sessions (see
-    :func:`_workers`), run on micro-batches from as many threads.
+    normalisation runs in onnxruntime (``graph_normalises`` names those inputs; patch
+    inputs fed as :class:`.sampling.PatchSelection` are normalised on their fine grid by
+    :meth:`_Inputs.prepare`). Otherwise (opset < 13, external weights...) the model's own
+    session followed by the post-processing graph, normalising in numpy. There are
+    ``workers`` such sessions (see :func:`_workers`), run on micro-batches by a pool of as
+    many threads.
     """
 
     def __init__(self, model: LoadedModel, columns, **options):
@@ -184,11 +192,14 @@ class Pipeline:
         args["topk_group"] = self.group
         self.workers, threads = _workers(model.threads)
         self.fused = False
-        self.normalises = False
+        #: inputs whose normalisation runs in the graph (the caller feeds them raw)
+        self.graph_normalises: frozenset[str] = frozenset()
         self.rename = {}
         self.model_sessions = []
         try:
-            steps = [(spec.name, *_affine(spec)) for spec in card.inputs]
+            # not patch inputs fed as PatchSelection: those are normalised on the fine
+            # grid before the patches are cut, a small share of the pixels (_Inputs.prepare)
+            steps = [(spec.name, *_affine(spec)) for spec in card.inputs if not _lazy_patches(spec)]
             data = prepend_normalisation(model.data, steps)
             graph = append_postprocess(data, card.output.name, n, card.output.activation, **args)
             self.sessions = [_session(graph, threads) for _ in range(self.workers)]
@@ -198,7 +209,8 @@ class Pipeline:
                 for name, mul, add in steps
                 if mul is not None or add is not None
             }
-            self.fused = self.normalises = True
+            self.fused = True
+            self.graph_normalises = frozenset(name for name, _, _ in steps)
         except Exception:  # fall back to two sessions (the model as it is)
             post = postprocess_graph(n, card.output.activation, **args)
             self.model_sessions = [_session(model.path, threads) for _ in range(self.workers)]
@@ -281,11 +293,28 @@ class Pipeline:
 
     def _run(self, worker: int, feeds: dict) -> dict:
         n = len(next(iter(feeds.values())))
-        pad = -n % self.group
-        if pad:  # the grouped top-K takes whole groups: repeat the last row
-            feeds = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feeds.items()}
-        out = self._run_session(worker, feeds)
+        pad = -n % self.group  # the grouped top-K takes whole groups: repeat the last row
+        ready = {}
+        for k, v in feeds.items():
+            if hasattr(v, "copy_into"):  # a sampling.PatchSelection (no rasterio import here)
+                buffer = self._patch_buffer(k, n + pad, v.patch_shape)
+                v.copy_into(buffer)
+                if pad:
+                    buffer[n : n + pad] = buffer[n - 1]
+                ready[k] = buffer[: n + pad]
+            else:
+                ready[k] = np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) if pad else v
+        out = self._run_session(worker, ready)
         return {k: v[:n] for k, v in out.items()} if pad else out
+
+    def _patch_buffer(self, name: str, rows: int, patch_shape: tuple) -> np.ndarray:
+        """This worker thread's float32 buffer for a patch input, reused call after call
+        (the same memory, warm in its core's caches, instead of fresh pages each time)."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        buffer = buffers.get(name)
+        if buffer is None or len(buffer) < rows or buffer.shape[1:] != patch_shape:
+            buffer = buffers[name] = np.empty((rows, *patch_shape), dtype=np.float32)
+        return buffer
 
     def _run_session(self, worker: int, feeds: dict) -> dict:
         if self.fused:
@@ -342,7 +371,7 @@ class LoadedModel:
 class _Inputs:
     """The samplers of every model input, and the cell -> tensor preparation."""
 
-    def __init__(self, card, raster_paths, mapping, crs, ring: int = 1):
+    def __init__(self, card, raster_paths, mapping, crs):
         from .sampling import PatchSampler, PointSampler
         from .sources import parse_mapping, resolve_variables
 
@@ -354,9 +383,6 @@ class _Inputs:
         self.samplers = []
         self._required_cache = None
         self._inside_key, self._inside = None, False
-        self.ring = max(1, int(ring))  # patch buffers reused in turn (see _buffer)
-        self._buffers: dict[str, list] = {}
-        self._next: dict[str, int] = {}
         try:
             for spec in card.inputs:
                 if spec.kind == "patch":
@@ -368,21 +394,31 @@ class _Inputs:
             self.close()
             raise
 
-    def cell_bytes(self) -> int:
-        return sum(4 * math.prod(spec.tensor_shape(1)) for spec in self.specs)
+    def cell_bytes(self, cell_size: float) -> int:
+        """Bytes of input a block holds per cell until its inference is done."""
+        total = 0
+        for spec in self.specs:
+            if _lazy_patches(spec):  # fine grids (with some halo), not patches
+                bands = len(spec.source_names)
+                total += int(2 * 4 * bands * max(1.0, cell_size / spec.pixel_size_m) ** 2)
+            else:
+                total += 4 * math.prod(spec.tensor_shape(1))
+        return total
 
-    def prepare(self, xs, ys, normalise: bool = True):
+    def prepare(self, xs, ys, leave_raw=frozenset()):
         """Cell centres -> (feeds of the valid cells, valid bool [N]).
 
-        ``fill`` replaces NaN (a raw value); otherwise a cell with any NaN is invalid. With
-        ``normalise=False`` the card's normalisation is left to the graph.
+        ``fill`` replaces NaN (a raw value); otherwise a cell with any NaN is invalid. The
+        card's normalisation is applied except to the inputs named in ``leave_raw`` (the
+        graph normalises those). A patch input without ``fill`` is fed as a
+        :class:`.sampling.PatchSelection`, not yet copied (see :meth:`Pipeline._run`).
         """
         n = len(xs)
         valid = np.ones(n, dtype=bool)
         tensors, lazy = {}, {}
         for spec, sampler in zip(self.specs, self.samplers, strict=True):
-            if spec.kind == "patch" and spec.fill is None:
-                # validity from the fine grid; the valid patches are copied below, once
+            if _lazy_patches(spec):
+                # validity from the fine grid; the valid patches are cut by the inference threads
                 lazy[spec.name] = patches = sampler.patches(xs, ys)
                 valid &= patches.valid
                 continue
@@ -400,31 +436,18 @@ class _Inputs:
                 if bad.any():  # inf - inf also gives NaN: confirm with isnan on those rows only
                     bad[bad] = np.isnan(flat[bad]).any(axis=1)
                 valid &= ~bad
-            tensors[spec.name] = spec.normalise(raw) if normalise else raw
+            tensors[spec.name] = raw if spec.name in leave_raw else spec.normalise(raw)
         if valid.all():
             feeds = {k: np.ascontiguousarray(t, dtype=np.float32) for k, t in tensors.items()}
         else:
             feeds = {k: np.ascontiguousarray(t[valid], dtype=np.float32) for k, t in tensors.items()}
-        count = int(valid.sum())
         for spec in self.specs:
             if spec.name in lazy:
-                buffer = self._buffer(spec, count)
-                lazy[spec.name].copy_to(buffer, None if count == n else valid)
-                feeds[spec.name] = spec.normalise(buffer) if normalise else buffer
+                patches = lazy[spec.name]
+                if spec.name not in leave_raw:
+                    patches.normalise(*_affine(spec))
+                feeds[spec.name] = patches.selection(None if valid.all() else valid)
         return feeds, valid
-
-    def _buffer(self, spec, count: int) -> np.ndarray:
-        """float32 [count, C, P, P] for a patch input: a view of the next buffer of a ring
-        of ``self.ring`` reused ones (no fresh pages to fault in for every block). A buffer
-        is handed out again only ``ring`` calls later: the caller must be done with it by
-        then (the engine: prefetch queue depth + 2)."""
-        ring = self._buffers.setdefault(spec.name, [None] * self.ring)
-        slot = self._next.get(spec.name, 0)
-        self._next[spec.name] = (slot + 1) % self.ring
-        buffer = ring[slot]
-        if buffer is None or len(buffer) < count:
-            buffer = ring[slot] = np.empty(spec.tensor_shape(max(count, 1)), dtype=np.float32)
-        return buffer[:count]
 
     # -- where the sources can give values ------------------------------------------------
 
@@ -768,7 +791,7 @@ def predict(
         (outputs[k], estimate_bytes(width, height, s["count"], s["dtype"])) for k, s in specs.items()
     )
 
-    inputs = _Inputs(card, raster_paths, mapping, grid.crs, ring=PREFETCH_DEPTH + 3)
+    inputs = _Inputs(card, raster_paths, mapping, grid.crs)
     if mapping:
         from .sources import unused_mapping_names
 
@@ -791,7 +814,7 @@ def predict(
         out_bytes = sum(s["count"] * 4 for s in specs.values())
         # feeds alive at once (see _run_blocks) and outputs (two blocks' results, two queued
         # for the writer); the model's [rows, species] output exists per micro-batch only
-        cell_bytes = (PREFETCH_DEPTH + 3) * inputs.cell_bytes() + 4 * out_bytes
+        cell_bytes = (PREFETCH_DEPTH + 3) * inputs.cell_bytes(size) + 4 * out_bytes
         if block_cells is None:
             block_cells = min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // cell_bytes))
         outside = inputs.share_outside(grid)
@@ -858,7 +881,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
     windows = list(_blocks(height, width, block_cells, strip))
     stop = threading.Event()
     # blocks prepared ahead; with the one being prepared, the one submitted and the one in
-    # flight, at most PREFETCH_DEPTH + 3 blocks' feeds are alive at once (the patch ring's size)
+    # flight, at most PREFETCH_DEPTH + 3 blocks' feeds are alive at once (see cell_bytes)
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
     to_write: queue.Queue = queue.Queue(maxsize=2)
     write_error: list[BaseException] = []
@@ -882,7 +905,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                 if inside is not None:
                     xs, ys = xs[inside], ys[inside]
                 if len(xs):
-                    feeds, valid = inputs.prepare(xs, ys, normalise=not post.normalises)
+                    feeds, valid = inputs.prepare(xs, ys, leave_raw=post.graph_normalises)
                 else:
                     feeds, valid = None, np.zeros(0, dtype=bool)
                 if inside is not None:
@@ -1079,7 +1102,7 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     try:
         for start in range(0, len(xs), batch):
             stop = min(start + batch, len(xs))
-            feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop], normalise=not post.normalises)
+            feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop], leave_raw=post.graph_normalises)
             if valid.any():
                 probs = post.run(feeds)["probabilities"]
                 out[start:stop][valid] = probs

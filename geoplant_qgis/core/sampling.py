@@ -270,46 +270,108 @@ class Patches:
         self.valid[idx] = ~np.isnan(array.reshape(len(idx), -1)).any(axis=1)
         self._pieces.append((idx, array))
 
-    def copy_to(self, out: np.ndarray, which: np.ndarray | None = None) -> int:
-        """Write the patches of the points selected by bool ``which`` (default all), in
-        point order, into ``out[:count]`` (float32 [>= count, C, P, P]); returns count."""
+    def normalise(self, mul: np.ndarray | None, add: np.ndarray | None) -> None:
+        """``x * mul + add`` in place (per channel: [C, 1, 1] or scalars), on the fine grids:
+        a pixel is shared by every patch over it (41 patches of 64 px at 10 m per 100 m
+        cell), so this costs a small share of normalising the patches. NaN stays NaN."""
+        for piece in self._pieces:
+            data = piece[1]
+            if mul is not None:
+                data *= mul if len(piece) == 2 else np.reshape(mul, (-1, 1, 1))
+            if add is not None:
+                data += add if len(piece) == 2 else np.reshape(add, (-1, 1, 1))
+
+    def selection(self, which: np.ndarray | None = None) -> PatchSelection:
+        """The patches of the points selected by bool ``which`` (default all), in point
+        order, not copied yet: a model feed the inference threads copy by slices."""
         if which is None:
             dest = np.arange(self.n)
             count = self.n
         else:
             dest = np.cumsum(which) - 1
             count = int(dest[-1]) + 1 if self.n else 0
-        p = self.size
+        plan = []
         for piece in self._pieces:
             idx = piece[0]
-            sel = np.ones(len(idx), dtype=bool) if which is None else which[idx]
-            if not sel.any():
+            sel = slice(None) if which is None else which[idx]
+            where = dest[idx[sel]]  # ascending: a piece's points are in point order
+            if not len(where):
                 continue
-            where = dest[idx[sel]]
             if len(piece) == 2:
-                out[where] = piece[1][sel]
+                plan.append((where, piece[1][sel]))
+            else:
+                plan.append((where, piece[1], piece[2][sel], piece[3][sel]))
+        return PatchSelection(plan, 0, count, (self.channels, self.size, self.size))
+
+    def copy_to(self, out: np.ndarray, which: np.ndarray | None = None) -> int:
+        """Write the patches of the points selected by bool ``which`` (default all), in
+        point order, into ``out[:count]`` (float32 [>= count, C, P, P]); returns count."""
+        selection = self.selection(which)
+        selection.copy_into(out)
+        return len(selection)
+
+
+class PatchSelection:
+    """Patches to copy into a model's input tensor, rows ``start`` to ``stop`` of a plan
+    made by :meth:`Patches.selection`. Slicing gives a smaller selection, still not
+    copied, so each inference thread copies its own micro-batch into a buffer that stays
+    in its core's cache while the model reads it (copying a whole block first wrote tens
+    of MB to memory, read back once)."""
+
+    def __init__(self, plan: list, start: int, stop: int, patch_shape: tuple):
+        self._plan, self.start, self.stop, self.patch_shape = plan, start, stop, patch_shape
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.patch_shape)
+
+    def __getitem__(self, key: slice) -> PatchSelection:
+        start, stop, step = key.indices(len(self))
+        if step != 1:
+            raise IndexError("a patch selection slices with step 1 only")
+        return PatchSelection(self._plan, self.start + start, self.start + max(start, stop), self.patch_shape)
+
+    def copy_into(self, out: np.ndarray) -> np.ndarray:
+        """float32 ``out[:len(self)]`` filled with the patches; returns that view."""
+        p = self.patch_shape[-1]
+        for piece in self._plan:
+            where = piece[0]
+            lo, hi = np.searchsorted(where, [self.start, self.stop])
+            if lo == hi:
+                continue
+            dest = where[lo:hi] - self.start
+            if len(piece) == 2:
+                out[dest] = piece[1][lo:hi]
                 continue
             _, fine, rows, cols = piece
-            rows, cols = rows[sel], cols[sel]
-            windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))
-            windows = windows.transpose(1, 2, 0, 3, 4)  # [H', W', C, P, P], a view
-            # runs: same grid row, consecutive destinations, evenly spaced columns
-            step = np.diff(cols)
-            brk = (np.diff(rows) != 0) | (np.diff(where) != 1) | (step <= 0)
-            brk[1:] |= step[1:] != step[:-1]
-            starts = np.r_[0, np.flatnonzero(brk) + 1]
-            stops = np.r_[starts[1:], len(rows)]
-            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-                if b - a == 1:
-                    out[where[a]] = windows[rows[a], cols[a]]
-                    continue
-                d = int(cols[a + 1] - cols[a])
-                if not np.all(np.diff(cols[a:b]) == d):  # a run split mid-way by the step check
-                    out[where[a:b]] = windows[rows[a:b], cols[a:b]]
-                    continue
-                view = windows[rows[a], int(cols[a]) : int(cols[b - 1]) + 1 : d]
-                np.copyto(out[where[a] : where[a] + (b - a)], view)
-        return count
+            _copy_runs(out, dest, fine, rows[lo:hi], cols[lo:hi], p)
+        return out[: len(self)]
+
+
+def _copy_runs(out, where, fine, rows, cols, p) -> None:
+    """``out[where[i]] = fine[:, rows[i]:+p, cols[i]:+p]``, runs of patches on one grid row
+    (a row of cells) with one strided copy each."""
+    windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))
+    windows = windows.transpose(1, 2, 0, 3, 4)  # [H', W', C, P, P], a view
+    # runs: same grid row, consecutive destinations, evenly spaced columns
+    step = np.diff(cols)
+    brk = (np.diff(rows) != 0) | (np.diff(where) != 1) | (step <= 0)
+    brk[1:] |= step[1:] != step[:-1]
+    starts = np.r_[0, np.flatnonzero(brk) + 1]
+    stops = np.r_[starts[1:], len(rows)]
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        if b - a == 1:
+            out[where[a]] = windows[rows[a], cols[a]]
+            continue
+        d = int(cols[a + 1] - cols[a])
+        if not np.all(np.diff(cols[a:b]) == d):  # a run split mid-way by the step check
+            out[where[a:b]] = windows[rows[a:b], cols[a:b]]
+            continue
+        view = windows[rows[a], int(cols[a]) : int(cols[b - 1]) + 1 : d]
+        np.copyto(out[where[a] : where[a] + (b - a)], view)
 
 
 class _Sampler:
