@@ -436,14 +436,12 @@ def qgis_process_run(
 
 
 def block_cells_for(model: str) -> int:
-    """The block size the engine picks for richness + top-25 (the ORT-alone batch)."""
+    """The block size the engine picks for richness + top-25 at 100 m (one of the batch
+    sizes tried for onnxruntime alone)."""
     from geoplant_qgis.core import engine
     from geoplant_qgis.core.modelcard import read_model_card
 
-    card = read_model_card(model)
-    in_bytes = sum(4 * int(np.prod(s.tensor_shape(1))) for s in card.inputs)
-    cell = 3 * in_bytes + 3 * 4 * len(card.species) + 2 * (1 + TOP_K) * 4
-    return min(engine.MAX_BLOCK_CELLS, max(256, engine.BLOCK_BUDGET_BYTES // cell))
+    return engine.default_block_cells(read_model_card(model), 100.0, (1 + TOP_K) * 4)
 
 
 def observations_memory(rows: int) -> dict:
@@ -467,10 +465,10 @@ def observations_memory(rows: int) -> dict:
 def ort_batches(block: int) -> list[int]:
     """Batch sizes tried for "onnxruntime alone" (its best is kept): small ones (the
     engine cuts micro-batches of as few as 32 rows for big inputs), the engine's largest
-    micro-batch, a few larger ones, and the engine's block size."""
+    micro-batch, a few larger ones, and the engine's block size (at most 4096)."""
     from geoplant_qgis.core import engine
 
-    return sorted({32, 64, 128, engine.MICRO_BATCH, 1024, 4096, block})
+    return sorted({32, 64, 128, engine.MICRO_BATCH, 1024, 4096, min(block, 4096)})
 
 
 def main(argv=None) -> int:

@@ -56,7 +56,10 @@ PROBABILITY_NODATA = -9999.0
 TOPK_NODATA = -1
 #: memory one block may use (inputs + model output + outputs), bytes
 BLOCK_BUDGET_BYTES = 128 * 1024 * 1024
-MAX_BLOCK_CELLS = 65536
+#: reference case (1M cells, 2 cores): 32,768 and 65,536 equally fast (4.3-4.4 s), 16,384
+#: 4.5 s, 5,500 5.7 s; peak RSS 4x the cells / 1x: 1.09 at 32,768, 1.19 at 65,536 (a
+#: 250,000-cell run then has too few blocks to fill the pipeline)
+MAX_BLOCK_CELLS = 32768
 #: rows per onnxruntime call (see Pipeline.run); measured best for the reference MLP
 MICRO_BATCH = 256
 #: top-K over groups of this many neighbouring rows (exact; postprocess._grouped_topk, the
@@ -126,6 +129,24 @@ def _workers(threads: int | None) -> tuple[int, int]:
     if threads:
         return 1, int(threads)
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1)), 1
+
+
+def default_block_cells(card, cell_size: float, output_bytes: int) -> int:
+    """Cells per block: what fits BLOCK_BUDGET_BYTES, between 256 and MAX_BLOCK_CELLS.
+
+    Per cell: its inputs, alive in up to PREFETCH_DEPTH + 3 blocks at once (see
+    _run_blocks), and ``output_bytes`` of outputs, in up to 4 (two blocks' results, two
+    queued for the writer). The model's [rows, species] output exists per micro-batch
+    only. A patch input without fill is held as fine grids (with some halo), not patches.
+    """
+    inputs = 0
+    for spec in card.inputs:
+        if _lazy_patches(spec):
+            inputs += int(2 * 4 * len(spec.source_names) * max(1.0, cell_size / spec.pixel_size_m) ** 2)
+        else:
+            inputs += 4 * math.prod(spec.tensor_shape(1))
+    cell = (PREFETCH_DEPTH + 3) * inputs + 4 * int(output_bytes)
+    return min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // max(1, cell)))
 
 
 def _lazy_patches(spec) -> bool:
@@ -393,17 +414,6 @@ class _Inputs:
         except BaseException:
             self.close()
             raise
-
-    def cell_bytes(self, cell_size: float) -> int:
-        """Bytes of input a block holds per cell until its inference is done."""
-        total = 0
-        for spec in self.specs:
-            if _lazy_patches(spec):  # fine grids (with some halo), not patches
-                bands = len(spec.source_names)
-                total += int(2 * 4 * bands * max(1.0, cell_size / spec.pixel_size_m) ** 2)
-            else:
-                total += 4 * math.prod(spec.tensor_shape(1))
-        return total
 
     def prepare(self, xs, ys, leave_raw=frozenset()):
         """Cell centres -> (feeds of the valid cells, valid bool [N]).
@@ -811,12 +821,8 @@ def predict(
             threshold=threshold,
             probabilities="probabilities" in outputs,
         )
-        out_bytes = sum(s["count"] * 4 for s in specs.values())
-        # feeds alive at once (see _run_blocks) and outputs (two blocks' results, two queued
-        # for the writer); the model's [rows, species] output exists per micro-batch only
-        cell_bytes = (PREFETCH_DEPTH + 3) * inputs.cell_bytes(size) + 4 * out_bytes
         if block_cells is None:
-            block_cells = min(MAX_BLOCK_CELLS, max(256, BLOCK_BUDGET_BYTES // cell_bytes))
+            block_cells = default_block_cells(card, size, sum(s["count"] * 4 for s in specs.values()))
         outside = inputs.share_outside(grid)
         if outside >= OUTSIDE_WARNING:
             share = "Almost all (over 99.5%)" if outside > 0.995 else f"About {100 * outside:.0f}%"
@@ -881,7 +887,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
     windows = list(_blocks(height, width, block_cells, strip))
     stop = threading.Event()
     # blocks prepared ahead; with the one being prepared, the one submitted and the one in
-    # flight, at most PREFETCH_DEPTH + 3 blocks' feeds are alive at once (see cell_bytes)
+    # flight, at most PREFETCH_DEPTH + 3 blocks' feeds are alive at once (default_block_cells)
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
     to_write: queue.Queue = queue.Queue(maxsize=2)
     write_error: list[BaseException] = []
@@ -1112,4 +1118,11 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     return out
 
 
-__all__ = ["GeoPlantError", "PredictResult", "predict", "predict_points", "LoadedModel"]
+__all__ = [
+    "GeoPlantError",
+    "PredictResult",
+    "predict",
+    "predict_points",
+    "LoadedModel",
+    "default_block_cells",
+]
