@@ -29,7 +29,6 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import OutputError
-from ..core.geoplant.observations import ReadStats, read_observations, survey_table
 from ..core.progress import ScaledProgress
 from .base import GeoPlantAlgorithm
 from .styles import apply_on_load, style_survey_points
@@ -237,6 +236,9 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
         aggregate = self.parameterAsBoolean(parameters, "AGGREGATE", context)
         destination = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         bounds, predicate = area_filter(self, parameters, context)
+        # pandas is imported when the algorithm runs, not when QGIS loads the plugin
+        from ..core.geoplant.observations import ReadStats, read_observations, survey_table
+
         stats = ReadStats()
         fields = survey_fields() if aggregate else row_fields()
         if aggregate:

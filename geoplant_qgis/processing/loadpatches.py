@@ -13,7 +13,6 @@ from qgis.core import (
     QgsProcessingParameterFolderDestination,
 )
 
-from ..core.geoplant.patches import export_patches
 from .base import GeoPlantAlgorithm
 from .loadobservations import area_filter
 from .styles import StylePostProcessor, style_true_colour
@@ -58,6 +57,8 @@ class LoadPatchesAlgorithm(GeoPlantAlgorithm):
         metadata = self.parameterAsFile(parameters, "METADATA", context) or None
         output_folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
         bounds, predicate = area_filter(self, parameters, context)
+        from ..core.geoplant.patches import export_patches  # at run time: loads faster
+
         result = export_patches(
             folder, output_folder, metadata=metadata, bounds=bounds, predicate=predicate, progress=progress
         )

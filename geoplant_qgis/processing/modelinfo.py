@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from qgis.core import (
     QgsProcessingOutputString,
@@ -11,8 +12,10 @@ from qgis.core import (
 )
 
 from ..core.errors import OutputError
-from ..core.modelcard import ModelCard, read_model_card
 from .base import GeoPlantAlgorithm
+
+if TYPE_CHECKING:  # imported at run time only: the plugin loads faster
+    from ..core.modelcard import ModelCard
 
 
 def _numbers(values) -> str:
@@ -89,6 +92,8 @@ class ModelInfoAlgorithm(GeoPlantAlgorithm):
 
     def execute(self, parameters, context, feedback, progress):
         model = self.parameterAsFile(parameters, "MODEL", context)
+        from ..core.modelcard import read_model_card  # at run time: the plugin loads faster
+
         card = read_model_card(model)
         for line in describe_card(card):
             progress.info(line)

@@ -3,6 +3,8 @@ environmental-values CSV. Layers become paths and plain arrays here; core does t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from qgis.core import (
     QgsProcessing,
@@ -17,11 +19,13 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.extract import GridArea, Points
 from .base import GeoPlantAlgorithm
 from .params import crs_text, given, raster_paths, read_area, read_crs, read_extent
 
 ID_FIELD = "surveyId"
+
+if TYPE_CHECKING:  # imported at run time only: rasterio is not loaded with the plugin
+    from ..core.extract import GridArea, Points
 
 
 def add_location_parameters(alg, default_cell_size=100.0):
@@ -91,6 +95,8 @@ def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points
     array = (
         np.array(ids, dtype=np.int64) if all(isinstance(i, int) for i in ids) else np.array(ids, dtype=object)
     )
+    from ..core.extract import Points
+
     return Points(array, np.array(xs), np.array(ys), crs_text(source.sourceCrs()))
 
 
@@ -102,6 +108,8 @@ def read_grid(alg, parameters, context, feedback) -> GridArea | None:
         return None
     crs = read_crs(alg, parameters, context) or "EPSG:3035"
     cell_size = alg.parameterAsDouble(parameters, "CELL_SIZE", context)
+    from ..core.extract import GridArea
+
     return GridArea(crs, cell_size, extent, extent_crs, area, area_crs)
 
 
