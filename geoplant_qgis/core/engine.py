@@ -660,6 +660,18 @@ def _blocks(height: int, width: int, cells: int, max_rows: int = 256):
             yield r, c, min(rows, height - r), min(cols, width - c)
 
 
+def _first_block_split(windows: list, pieces: int = 4, min_cells: int = 1024) -> list:
+    """The first window cut into up to ``pieces`` narrower ones: the inference cannot start
+    before the first block is sampled, so a smaller first block lets it start sooner
+    (patch bench: the first of 8,176 cells took 0.08 s of a 1.4 s run, both cores idle)."""
+    if len(windows) < 2:
+        return windows
+    row, col, rows, cols = windows[0]
+    n = max(1, min(pieces, cols, rows * cols // min_cells))
+    edges = [col + (cols * i) // n for i in range(n + 1)]
+    return [(row, a, rows, b - a) for a, b in zip(edges[:-1], edges[1:], strict=True)] + windows[1:]
+
+
 def _resolve_outputs(output_richness, output_topk, output_probabilities):
     outputs = {
         k: os.path.abspath(os.fspath(v))
@@ -884,7 +896,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
 
     height, width = grid.shape
     strip = min((w.tile_h for w in writers.values()), default=256)
-    windows = list(_blocks(height, width, block_cells, strip))
+    windows = _first_block_split(list(_blocks(height, width, block_cells, strip)))
     stop = threading.Event()
     # blocks prepared ahead; with the one being prepared, the one submitted and the one in
     # flight, at most PREFETCH_DEPTH + 3 blocks' feeds are alive at once (default_block_cells)
