@@ -238,8 +238,8 @@ def test_micro_batches_are_balanced_between_workers(tmp_path):
     pipeline._run_session = recording
     x = np.cumsum(rng.normal(scale=0.05, size=(677, 2)), axis=0).astype(np.float32)
     got = pipeline.run({"env": x})
-    assert engine.TOPK_GROUP == 32
-    # 4 pieces of ceil(677 / 4) = 170 rows rounded up to whole groups of 32: 192, 192, 192
+    assert engine.TOPK_GROUP == 64
+    # 4 pieces of ceil(677 / 4) = 170 rows rounded up to whole groups of 64: 192, 192, 192
     # and the last 101 rows padded to 128
     assert sorted(sizes) == [128, 192, 192, 192]
     p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))

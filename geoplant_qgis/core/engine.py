@@ -65,8 +65,10 @@ MICRO_BATCH = 256
 #: top-K over groups of this many neighbouring rows (exact; postprocess._grouped_topk, the
 #: leader's TopK taking postprocess.TOPK_MARGIN = 16 extra candidates): fused graph on the
 #: bench MLP's rows, 2 sessions, us/row: plain 4.08, group 8 without margin 3.83 (73% of rows
-#: on the cheap path), 8 / margin 16 3.70, 16 3.55-3.60, 32 3.48-3.57 (99%), 64 3.42-3.50
-TOPK_GROUP = 32
+#: on the cheap path), 8 / margin 16 3.70, 16 3.55-3.60, 32 3.48-3.57 (99%), 64 3.42-3.50.
+#: With the -inf mask added per group: 32 3.23-3.25, 64 3.15-3.16, 64 / margin 24 3.18-3.23,
+#: 128 / 24 3.12-3.18
+TOPK_GROUP = 64
 #: ... and at most about this many bytes of input + model output per call: measured on the
 #: bench CNN (64 KB of patch per row), 32 rows gave 29 us/patch vs 44 at 256 (its conv
 #: activations then stay in the caches); 2 MB keeps the MLP's 256 (8 KB per row)
