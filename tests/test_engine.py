@@ -705,6 +705,37 @@ def test_cancel_mid_run_leaves_nothing(tmp_path, climate, monkeypatch):
     assert pipelines and threads and not any(t.is_alive() for t in threads)
 
 
+def test_a_late_rename_failure_publishes_nothing(tmp_path, climate, monkeypatch):
+    """Richness moved into place, then the top-K rename fails: the richness is taken back
+    and the previous files under both names are restored."""
+    from geoplant_qgis.core import files
+
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "r.tif").write_bytes(b"old richness")
+    (out / "t.tif").write_bytes(b"old top-k")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(dst) == "t.tif" and ".tmp." in os.path.basename(src):
+            raise PermissionError(13, "Permission denied", src, None, dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    with pytest.raises(OutputError, match=r"Cannot put .*t\.tif in place: Permission denied"):
+        engine.predict(
+            model,
+            climate,
+            extent=EXTENT,
+            cell_size=1000,
+            output_richness=str(out / "r.tif"),
+            output_topk=str(out / "t.tif"),
+        )
+    assert sorted(os.listdir(out)) == ["r.tif", "t.tif"]
+    assert (out / "r.tif").read_bytes() == b"old richness" and (out / "t.tif").read_bytes() == b"old top-k"
+
+
 def test_disk_space_refused_up_front(tmp_path, climate, monkeypatch):
     from geoplant_qgis.core import geotiff
 

@@ -221,3 +221,48 @@ def test_species_csv_and_qml():
     ]
     colours = [e.get("color") for e in entries]
     assert len(set(colours)) == 2 and all(c.startswith("#") and len(c) == 7 for c in colours)
+
+
+@pytest.mark.parametrize("failing", ["r.tif", "t_species.csv", "t.tif"])
+def test_outputs_are_published_together_or_not_at_all(tmp_path, monkeypatch, failing):
+    """A rename failing late (here the 1st, 2nd or last of four) leaves the user's previous
+    files as they were, none of the new ones and no temporary file."""
+    from geoplant_qgis.core import files
+    from geoplant_qgis.core.geotiff import publish_all
+
+    before = {"r.tif": b"old richness", "t.tif": b"old top-k", "t.qml": b"old style"}
+    for name, data in before.items():
+        (tmp_path / name).write_bytes(data)
+    data = np.full((1, 10, 10), 3, dtype=np.int32)
+    sidecars = {str(tmp_path / "t_species.csv"): "id,name\n3,c\n", str(tmp_path / "t.qml"): "<qgis/>"}
+    writers = [_writer(tmp_path / "r.tif", data), _writer(tmp_path / "t.tif", data, sidecars=sidecars)]
+    for w in writers:
+        w.open()
+        w.write(data, 0)
+        w.finish()
+    real_replace = os.replace
+    failed = []
+
+    def replace(src, dst):  # the first move of a new file onto ``failing`` fails
+        if os.path.basename(dst) == failing and not failed:
+            failed.append(src)
+            raise PermissionError(13, "Permission denied", src, None, dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    with pytest.raises(OutputError, match=f"Cannot put .*{failing} in place: Permission denied"):
+        publish_all(writers)
+    assert sorted(os.listdir(tmp_path)) == sorted(before)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    # and without the failure every output lands, the old files replaced
+    writers = [_writer(tmp_path / "r.tif", data), _writer(tmp_path / "t.tif", data, sidecars=sidecars)]
+    for w in writers:
+        w.open()
+        w.write(data, 0)
+        w.finish()
+    publish_all(writers)
+    assert sorted(os.listdir(tmp_path)) == ["r.tif", "t.qml", "t.tif", "t_species.csv"]
+    assert (tmp_path / "t.qml").read_text() == "<qgis/>"
+    with rasterio.open(tmp_path / "r.tif") as src:
+        assert (src.read(1) == 3).all()

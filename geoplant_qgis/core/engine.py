@@ -37,6 +37,7 @@ from .geotiff import (
     check_band_count,
     check_disk_space,
     estimate_bytes,
+    publish_all,
     species_csv_text,
     topk_style_qml,
 )
@@ -1038,8 +1039,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
         # corrupted memory with Debian 12's GDAL 3.6 (aborts in libtiff), measured
         for w in writers.values():
             w.finish()
-        for w in writers.values():
-            w.publish()
+        publish_all(list(writers.values()))
         return valid_total
     except BaseException:
         stop.set()

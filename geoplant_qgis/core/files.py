@@ -43,3 +43,45 @@ def write_text(path, text: str) -> str:
             os.remove(tmp)
         raise OutputError(f"Cannot write {final}: {error.strerror or error}.") from None
     return final
+
+
+def publish_together(pairs) -> None:
+    """Rename every (temporary, final) pair into place, all of them or none.
+
+    A file already under a final name is first moved aside, and put back if a later
+    rename fails (a folder made read-only mid-run, a file locked by another program):
+    then the new files are removed and the user's previous ones are restored, and an
+    OutputError says which name failed. Backups are deleted once all are in place.
+    """
+    pairs = [(os.fspath(t), os.path.abspath(os.fspath(f))) for t, f in pairs]
+    placed, backups = [], []
+    final = ""
+    try:
+        for tmp, final in pairs:
+            if os.path.lexists(final):
+                backup = temporary_sibling(final)
+                os.replace(final, backup)
+                backups.append((backup, final))
+            os.replace(tmp, final)
+            placed.append(final)
+    except OSError as error:
+        failed = final
+        for new in placed:
+            try:
+                os.remove(new)
+            except OSError:
+                pass
+        for backup, previous in reversed(backups):
+            try:
+                os.replace(backup, previous)
+            except OSError:
+                pass
+        raise OutputError(
+            f"Cannot put {failed} in place: {error.strerror or error}. Nothing was published; "
+            "any previous files under the output names are as they were."
+        ) from None
+    for backup, _ in backups:
+        try:
+            os.remove(backup)
+        except OSError:
+            pass

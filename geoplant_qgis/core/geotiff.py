@@ -31,6 +31,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from .errors import OutputError
+from .files import publish_together, temporary_sibling
 
 MAX_BANDS = 65535
 TILE = 256
@@ -196,6 +197,33 @@ def overview_factors(width: int, height: int, smallest: int = 128) -> list[int]:
     return factors
 
 
+def publish_all(writers: Sequence[GeoTiffWriter]) -> None:
+    """Move every finished writer's file and sidecars into place together
+    (:func:`.files.publish_together`): a rename that fails leaves none of them, and the
+    previous files under those names as they were."""
+    pairs = []
+    try:
+        for w in writers:
+            pairs += w._stage()
+        publish_together(pairs)
+    except OSError as error:  # a sidecar that cannot be written
+        for w in writers:
+            w.discard()
+        raise OutputError(f"Cannot write the outputs: {error.strerror or error}.") from None
+    except BaseException:
+        for w in writers:
+            w.discard()
+        raise
+    for w in writers:
+        w._staged = []
+        w._state = "published"
+        for stale in (w.path + ".aux.xml", w.path + ".ovr"):  # the replaced file's
+            try:
+                os.remove(stale)
+            except FileNotFoundError:
+                pass
+
+
 class GeoTiffWriter:
     """One output GeoTIFF written block by block under a temporary name.
 
@@ -248,6 +276,7 @@ class GeoTiffWriter:
         self._strip = 0  # first row of the strip in the buffer
         self._dataset = None
         self._state = "new"  # new -> open -> finished -> published | discarded
+        self._staged: list[str] = []  # sidecars' temporary files (removed by discard)
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> GeoTiffWriter:
@@ -331,19 +360,21 @@ class GeoTiffWriter:
 
     def publish(self) -> str:
         """Rename the finished file (and write its sidecars) under the user's name."""
+        publish_all([self])
+        return self.path
+
+    def _stage(self) -> list[tuple[str, str]]:
+        """Sidecars written to temporary names; every (temporary, final) pair to rename."""
         if self._state != "finished":
             raise RuntimeError("finish() first")
-        for stale in (self.path + ".aux.xml", self.path + ".ovr"):
-            if os.path.exists(stale):
-                os.remove(stale)
+        pairs = []
         for target, text in self.sidecars.items():
-            tmp = os.path.join(os.path.dirname(target), f".{uuid.uuid4().hex[:12]}.tmp")
+            tmp = temporary_sibling(target)
+            self._staged.append(tmp)
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
-            os.replace(tmp, target)
-        os.replace(self.tmp_path, self.path)
-        self._state = "published"
-        return self.path
+            pairs.append((tmp, target))
+        return pairs + [(self.tmp_path, self.path)]
 
     def discard(self) -> None:
         """Close and delete the temporary file (a failed or cancelled run)."""
@@ -359,7 +390,7 @@ class GeoTiffWriter:
             self._state = "discarded"
 
     def _remove_tmp(self) -> None:
-        for path in (self.tmp_path, self.tmp_path + ".aux.xml", self.tmp_path + ".ovr"):
+        for path in (self.tmp_path, self.tmp_path + ".aux.xml", self.tmp_path + ".ovr", *self._staged):
             try:
                 os.remove(path)
             except FileNotFoundError:
