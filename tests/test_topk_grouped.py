@@ -271,3 +271,23 @@ def test_submitted_runs_overlap_and_the_pool_stops(tmp_path):
     np.testing.assert_allclose(got_x["richness"], p(x).sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(got_y["richness"], p(y).sum(axis=1), rtol=1e-5)
     assert not any(t.is_alive() for t in workers)
+
+
+def test_top_k_groups_never_exceed_a_micro_batch(tmp_path, monkeypatch):
+    """Big rows make small micro-batches (a CNN's 64 KB patches: 32 rows); the top-K groups
+    shrink to fit instead of making every micro-batch a group long. Same values."""
+    from test_engine import make_model
+
+    rng = np.random.default_rng(6)
+    s = 40
+    w = rng.normal(size=(2, s)).astype(np.float32)
+    b = rng.normal(size=s).astype(np.float32)
+    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
+    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(s)))
+    row_bytes = 4 * 2 + 4 * s
+    monkeypatch.setattr(engine, "MICRO_BATCH_BYTES", 20 * row_bytes)  # 20 rows per call
+    pipeline = engine.LoadedModel(model).pipeline(None, top_k=5)
+    assert pipeline.micro_batch == 20 and pipeline.group == 16 < engine.TOPK_GROUP
+    x = np.cumsum(rng.normal(scale=0.05, size=(300, 2)), axis=0).astype(np.float32)
+    p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
+    np.testing.assert_array_equal(pipeline.run({"env": x})["topk"], expected(p, range(s), 5))
