@@ -19,8 +19,8 @@ RUNTIME_DEPENDENCIES = {
     "numpy": ("arrays", "apt-get install python3-numpy"),
     "rasterio": ("raster reading and writing", "apt-get install python3-rasterio"),
     "pandas": ("CSV tables", "apt-get install python3-pandas"),
-    # GDAL's own bindings (a QGIS dependency): exact warping and WKB/WKT geometries.
-    "osgeo": ("exact reprojection of patches, area geometries", "apt-get install python3-gdal"),
+    # GDAL's own bindings (a QGIS dependency): WKB/WKT geometries, VRT mosaics.
+    "osgeo": ("area geometries, patch mosaics", "apt-get install python3-gdal"),
     "onnxruntime": (
         "running models",
         "make install (from the source tree), or "

@@ -397,3 +397,67 @@ def test_patch_validity_and_copy_into_a_buffer(rasters, centre_3035, seed):
     patches.normalise(mul, add)
     normalised = patches.selection(which).copy_into(np.empty((count, 3, 8, 8), dtype=np.float32))
     np.testing.assert_array_equal(normalised, buffer[:count] * mul + add)
+
+
+def _brute_force_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, dst_crs):
+    """Every destination pixel centre through pyproj, floor of the inverse affine; -1 outside."""
+    r, c = np.mgrid[0 : dst_shape[0], 0 : dst_shape[1]]
+    x, y = dst_transform * (c + 0.5, r + 0.5)
+    sx, sy = Transformer.from_crs(dst_crs, src_crs, always_xy=True).transform(x, y)
+    col, row = ~src_transform * (sx, sy)
+    inside = (col >= 0) & (col < src_shape[1]) & (row >= 0) & (row < src_shape[0])
+    return (
+        np.where(inside, np.floor(row), -1).astype(int),
+        np.where(inside, np.floor(col), -1).astype(int),
+        col,
+        row,
+    )
+
+
+@pytest.mark.parametrize(
+    ("src_crs", "src_transform", "src_shape"),
+    [
+        ("EPSG:32631", from_origin(566003.7, 4835012.9, 7.3, 7.3), (800, 900)),  # UTM 31N
+        ("EPSG:4326", from_origin(3.7012, 43.7531, 0.000371, 0.000293), (1100, 1200)),
+        ("EPSG:32632", from_origin(100000.0, 4900000.0, 10.0, 10.0), (5000, 5000)),  # far off its zone
+    ],
+)
+@pytest.mark.parametrize("lattice", [1, 7, 32])
+def test_source_pixels_equal_a_transform_of_every_pixel(
+    centre_3035, monkeypatch, src_crs, src_transform, src_shape, lattice
+):
+    """The lattice + interpolation + exact re-check near edges gives the source pixel an
+    exact transform of every destination pixel centre gives (where that is not itself
+    within 1e-6 pixel of an edge); pixels outside the source are -1."""
+    from rasterio.transform import from_origin as origin
+
+    monkeypatch.setattr(sampling, "WARP_LATTICE", lattice)
+    x0, y0 = centre_3035
+    dst_shape, dst_transform = (301, 257), origin(x0 - 3100.0, y0 + 2900.0, 10.0, 10.0)
+    rows, cols = sampling.source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, GRID_CRS)
+    want_r, want_c, col, row = _brute_force_pixels(
+        src_transform, src_crs, src_shape, dst_shape, dst_transform, GRID_CRS
+    )
+    sure = np.minimum(np.abs(col - np.rint(col)), np.abs(row - np.rint(row))) > 1e-6
+    assert sure.mean() > 0.99
+    np.testing.assert_array_equal(rows[sure], want_r[sure])
+    np.testing.assert_array_equal(cols[sure], want_c[sure])
+    assert ((rows == -1) == (cols == -1)).all()
+
+
+def test_source_pixels_on_edges_and_without_a_lattice(centre_3035, monkeypatch):
+    """Destination centres exactly on source pixel edges (same CRS, grids offset by half a
+    pixel): the re-check near edges takes them exactly, as the pixel-by-pixel fallback does."""
+    x0, y0 = centre_3035
+    src_transform = from_origin(x0 - 1005.0, y0 + 1005.0, 10.0, 10.0)  # edges at the centres below
+    dst_transform = from_origin(x0 - 1000.0, y0 + 1000.0, 10.0, 10.0)
+    got = sampling.source_pixels(src_transform, GRID_CRS, (250, 250), (180, 190), dst_transform, GRID_CRS)
+    monkeypatch.setattr(sampling, "WARP_MAX_ERROR", -1.0)  # every pixel transformed exactly
+    exact = sampling.source_pixels(src_transform, GRID_CRS, (250, 250), (180, 190), dst_transform, GRID_CRS)
+    np.testing.assert_array_equal(got[0], exact[0])
+    np.testing.assert_array_equal(got[1], exact[1])
+    r, c = np.mgrid[0:180, 0:190]
+    # the centre of destination column c is 10 (c + 1) m east of the source's left edge:
+    # exactly the left edge of source column c + 1, which contains it
+    np.testing.assert_array_equal(got[0], r + 1)
+    np.testing.assert_array_equal(got[1], c + 1)
