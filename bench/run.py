@@ -326,6 +326,35 @@ def child_main(spec: dict) -> None:
         )
         seconds = timed(rows, best[0], layouts[best[1]])
         print(json.dumps({"seconds": seconds, "rows": rows, "batch": f"{best[0]} ({best[1]})"}))
+    elif kind == "pipeline":
+        # the engine's inference alone: model + normalisation + post-processing graph on its
+        # worker pool, over the very feeds predict() makes (sampled beforehand, untimed)
+        from geoplant_qgis.core import engine
+        from geoplant_qgis.core.grid import make_grid
+
+        model = engine.LoadedModel(spec["model"])
+        side = spec["side_m"]
+        grid = make_grid((X0, Y0, X0 + side, Y0 + side), CRS, crs=CRS, cell_size=100)
+        inputs = engine._Inputs(model.card, spec["rasters"], None, grid.crs)
+        block = engine.default_block_cells(model.card, 100.0, (1 + TOP_K) * 4)
+        with model.pipeline(None, top_k=TOP_K, richness=True) as pipeline:
+            blocks = []
+            for row, col, rows, cols in engine._blocks(*grid.shape, block):
+                xs, ys = grid.cell_centres(row, row + rows, col, col + cols)
+                feeds, _ = inputs.prepare(np.ravel(xs), np.ravel(ys), leave_raw=pipeline.graph_normalises)
+                blocks.append(feeds)
+            pipeline.run({k: v[:64] for k, v in blocks[0].items()})
+            started = time.perf_counter()
+            pending = None
+            for feeds in blocks:
+                following = pipeline.submit(feeds)
+                if pending is not None:
+                    pending.result()
+                pending = following
+            pending.result()
+            seconds = time.perf_counter() - started
+        inputs.close()
+        print(json.dumps({"seconds": seconds, "rows": sum(len(next(iter(f.values()))) for f in blocks)}))
     elif kind == "naive":
         naive_per_cell(spec)
 
@@ -525,7 +554,7 @@ def main(argv=None) -> int:
             print(f"  plugin install failed: {error}", flush=True)
 
     # The machine may be shared: each case runs --repeat times, interleaved, best time kept.
-    ort_s = core_s = qp = float("inf")
+    ort_s = core_s = qp = infer_s = float("inf")
     ort_rss = core_rss = qp_rss = 0.0
     for rep in range(args.repeat):
         print(
@@ -534,6 +563,8 @@ def main(argv=None) -> int:
         _, rss, ort = child({"kind": "ort", "model": mlp, "rows": cells, "batches": ort_batches(batch)})
         ort_s, ort_rss = min(ort_s, ort["seconds"]), max(ort_rss, rss)
         ort_batch = ort["batch"]
+        _, _, inference = child({"kind": "pipeline", "model": mlp, "rasters": rasters, "side_m": side_m})
+        infer_s = min(infer_s, inference["seconds"])
         _, rss, core = child(
             {"kind": "core", "model": mlp, "rasters": rasters, "kwargs": core_kwargs(side_m)}
         )
@@ -542,6 +573,7 @@ def main(argv=None) -> int:
             seconds, rss = qgis_process_run(profile, mlp, rasters, side_m, out)
             qp, qp_rss = min(qp, seconds), max(qp_rss, rss)
     rows.append(("reference, onnxruntime alone", cells, ort_s, ort_rss, None))
+    rows.append(("reference, engine inference alone", cells, infer_s, float("nan"), ort_s / infer_s))
     rows.append(("reference, core.engine.predict", cells, core_s, core_rss, ort_s / core_s))
     if profile is not None:
         rows.append(("reference, qgis_process end to end", cells, qp, qp_rss, ort_s / qp))
@@ -565,7 +597,7 @@ def main(argv=None) -> int:
         output_richness=str(out / "patch_richness.tif"),
         output_topk=str(out / "patch_topk.tif"),
     )
-    port_s = pcore_s = float("inf")
+    port_s = pcore_s = pinfer_s = float("inf")
     port_rss = pcore_rss = 0.0
     for _ in range(args.repeat):
         _, rss, port = child(
@@ -573,9 +605,14 @@ def main(argv=None) -> int:
         )
         port_s, port_rss = min(port_s, port["seconds"]), max(port_rss, rss)
         port_batch = port["batch"]
+        _, _, inference = child(
+            {"kind": "pipeline", "model": cnn, "rasters": mosaic, "side_m": patch_km * 1000}
+        )
+        pinfer_s = min(pinfer_s, inference["seconds"])
         _, rss, pcore = child({"kind": "core", "model": cnn, "rasters": mosaic, "kwargs": portable})
         pcore_s, pcore_rss = min(pcore_s, pcore["seconds"]), max(pcore_rss, rss)
     rows.append(("patch, onnxruntime alone", patch_cells, port_s, port_rss, None))
+    rows.append(("patch, engine inference alone", patch_cells, pinfer_s, float("nan"), port_s / pinfer_s))
     rows.append(("patch, core.engine.predict", patch_cells, pcore_s, pcore_rss, port_s / pcore_s))
 
     print("naive way (subset) ...", flush=True)
@@ -600,7 +637,9 @@ def main(argv=None) -> int:
     ratios = {
         "reference efficiency (qgis_process)": ort_s / qp if qp else None,
         "reference efficiency (core)": ort_s / core_s,
+        "reference: core / inference alone (sampling, writing)": infer_s / core_s,
         "patch efficiency (core)": port_s / pcore_s,
+        "patch: core / inference alone (sampling, writing)": pinfer_s / pcore_s,
         "memory: peak RSS 4x cells / 1x cells": core_rss / small_rss,
         "naive / ours speed-up": naive_total / end_to_end,
         "observations CSV, peak RSS large / small (stream)": obs.get("stream"),
