@@ -461,3 +461,19 @@ def test_source_pixels_on_edges_and_without_a_lattice(centre_3035, monkeypatch):
     # exactly the left edge of source column c + 1, which contains it
     np.testing.assert_array_equal(got[0], r + 1)
     np.testing.assert_array_equal(got[1], c + 1)
+
+
+def test_warp_by_strips_equals_one_piece(centre_3035, monkeypatch):
+    """warp_nearest resamples strips of rows (bounded temporaries): same pixels as one piece."""
+    from rasterio.transform import from_origin as origin
+
+    data = np.random.default_rng(0).random((2, 800, 900)).astype(np.float32)
+    data[:, 100:130, 200:260] = np.nan
+    src = origin(566003.7, 4835012.9, 7.3, 7.3)  # UTM 31N around the centre
+    x0, y0 = centre_3035
+    dst = origin(x0 - 2000.0, y0 + 1500.0, 10.0, 10.0)
+    whole = sampling.warp_nearest(data, src, "EPSG:32631", (333, 401), dst, GRID_CRS)
+    monkeypatch.setattr(sampling, "WARP_STRIP_PIXELS", 5000)  # strips of 12 rows
+    strips = sampling.warp_nearest(data, src, "EPSG:32631", (333, 401), dst, GRID_CRS)
+    np.testing.assert_array_equal(strips, whole)
+    assert 0.05 < np.isnan(whole).mean() < 0.95

@@ -202,6 +202,8 @@ def _transform_bounds(src_crs, dst_crs, bounds, densify: int = 21):
 WARP_LATTICE = 32
 #: interpolation error (source pixels) above which every pixel is transformed exactly
 WARP_MAX_ERROR = 1e-3
+#: destination pixels resampled at a time (bounds warp_nearest's temporary arrays)
+WARP_STRIP_PIXELS = 1 << 20
 
 
 def _exact_source_coords(src_inverse, src_crs, dst_transform, dst_crs, rows, cols):
@@ -295,10 +297,18 @@ def warp_nearest(data, src_transform, src_crs, dst_shape, dst_transform, dst_crs
     6x its default 1/8-pixel approximation and most of the demo's prediction time, and
     rasterio 1.3's ``reproject`` always approximates.
     """
-    rows, cols = source_pixels(src_transform, src_crs, data.shape[1:], dst_shape, dst_transform, dst_crs)
-    out = np.full((data.shape[0], *dst_shape), np.nan, dtype=np.float32)
-    inside = rows >= 0
-    out[:, inside] = data[:, rows[inside], cols[inside]]
+    height, width = dst_shape
+    out = np.full((data.shape[0], height, width), np.nan, dtype=np.float32)
+    # by strips of rows: source_pixels holds a few float64 arrays of the strip's size
+    step = max(1, WARP_STRIP_PIXELS // max(1, width))
+    for top in range(0, height, step):
+        rows_here = min(step, height - top)
+        strip_transform = dst_transform * Affine.translation(0, top)
+        rows, cols = source_pixels(
+            src_transform, src_crs, data.shape[1:], (rows_here, width), strip_transform, dst_crs
+        )
+        inside = rows >= 0
+        out[:, top : top + rows_here][:, inside] = data[:, rows[inside], cols[inside]]
     return out
 
 
