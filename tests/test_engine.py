@@ -642,6 +642,19 @@ def test_geographic_grid_crs_refused(tmp_path, climate):
         )
 
 
+def predict_into(model, climate, out, extent=EXTENT, cell_size=1000, **kwargs):
+    """Richness and top-K into ``out``/r.tif and ``out``/t.tif."""
+    return engine.predict(
+        model,
+        climate,
+        extent=extent,
+        cell_size=cell_size,
+        output_richness=str(out / "r.tif"),
+        output_topk=str(out / "t.tif"),
+        **kwargs,
+    )
+
+
 def test_zero_valid_cells(tmp_path, climate):
     """The extent lies entirely in the bio1 nodata hole: clear error, nothing written."""
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
@@ -650,14 +663,7 @@ def test_zero_valid_cells(tmp_path, climate):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InputDataError, match="No cell of the grid has data"):
-        engine.predict(
-            model,
-            climate,
-            extent=extent,
-            cell_size=100,
-            output_richness=str(out / "r.tif"),
-            output_topk=str(out / "t.tif"),
-        )
+        predict_into(model, climate, out, extent=extent, cell_size=100)
     assert os.listdir(out) == []
 
 
@@ -689,16 +695,7 @@ def test_cancel_mid_run_leaves_nothing(tmp_path, climate, monkeypatch):
 
     monkeypatch.setattr(engine.Pipeline, "submit", submit)
     with pytest.raises(CancelledError):
-        engine.predict(
-            model,
-            climate,
-            extent=EXTENT,
-            cell_size=1000,
-            output_richness=str(out / "r.tif"),
-            output_topk=str(out / "t.tif"),
-            block_cells=5,
-            progress=progress,
-        )
+        predict_into(model, climate, out, block_cells=5, progress=progress)
     assert progress.calls == 3
     assert sorted(os.listdir(out)) == ["t.tif"] and (out / "t.tif").read_bytes() == b"previous"
     # the onnxruntime worker pool is shut down with the run
@@ -724,14 +721,7 @@ def test_a_late_rename_failure_publishes_nothing(tmp_path, climate, monkeypatch)
 
     monkeypatch.setattr(files.os, "replace", replace)
     with pytest.raises(OutputError, match=r"Cannot put .*t\.tif in place: Permission denied"):
-        engine.predict(
-            model,
-            climate,
-            extent=EXTENT,
-            cell_size=1000,
-            output_richness=str(out / "r.tif"),
-            output_topk=str(out / "t.tif"),
-        )
+        predict_into(model, climate, out)
     assert sorted(os.listdir(out)) == ["r.tif", "t.tif"]
     assert (out / "r.tif").read_bytes() == b"old richness" and (out / "t.tif").read_bytes() == b"old top-k"
 
@@ -757,14 +747,7 @@ def test_output_name_of_a_folder_refused_up_front(tmp_path, climate):
     out.mkdir()
     (out / "t.tif").mkdir()
     with pytest.raises(OutputError, match=r"t\.tif is a folder"):
-        engine.predict(
-            model,
-            climate,
-            extent=EXTENT,
-            cell_size=1000,
-            output_richness=str(out / "r.tif"),
-            output_topk=str(out / "t.tif"),
-        )
+        predict_into(model, climate, out)
     assert os.listdir(out) == ["t.tif"] and os.listdir(out / "t.tif") == []
 
 

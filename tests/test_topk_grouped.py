@@ -194,21 +194,28 @@ def test_appended_grouped_topk_every_opset(opset):
     np.testing.assert_array_equal(got, expected(probs, range(s), k))
 
 
-def test_pipeline_pads_micro_batches_to_whole_groups(tmp_path):
-    """Any number of rows (1, 7, 13...) in micro-batches of any size gives argsort's answer."""
+def linear_model(tmp_path, seed: int, ids: list[int], s: int = 40):
+    """A 2-variable linear model with sigmoid over ``s`` species (ids ``ids``): (path, p(x))
+    with p the probabilities computed in float64, and the seeded generator for the rows."""
     from test_engine import make_model
 
-    rng = np.random.default_rng(3)
-    s = 40
+    rng = np.random.default_rng(seed)
     w = rng.normal(size=(2, s)).astype(np.float32)
     b = rng.normal(size=s).astype(np.float32)
     inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
-    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(100, 100 + s)))
+    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=ids)
+    return model, (lambda x: 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))), rng
+
+
+def test_pipeline_pads_micro_batches_to_whole_groups(tmp_path):
+    """Any number of rows (1, 7, 13...) in micro-batches of any size gives argsort's answer."""
+    s = 40
+    model, probabilities, rng = linear_model(tmp_path, 3, list(range(100, 100 + s)))
     loaded = engine.LoadedModel(model)
     pipeline = loaded.pipeline(None, top_k=6)
     assert pipeline.group == engine.TOPK_GROUP > 1
     x = np.cumsum(rng.normal(scale=0.05, size=(29, 2)), axis=0).astype(np.float32)
-    p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
+    p = probabilities(x)
     for n, micro in ((1, None), (7, None), (13, 5), (29, 8), (29, 3)):
         got = pipeline.run({"env": x[:n]}, micro_batch=micro)["topk"]
         np.testing.assert_array_equal(got, expected(p[:n], range(100, 100 + s), 6))
@@ -217,14 +224,8 @@ def test_pipeline_pads_micro_batches_to_whole_groups(tmp_path):
 def test_micro_batches_are_balanced_between_workers(tmp_path):
     """677 rows on two workers: an even number of equal micro-batches (whole top-K groups),
     not 256 + 256 + 165 (one worker idle a third of the time); same values."""
-    from test_engine import make_model
-
-    rng = np.random.default_rng(4)
     s = 40
-    w = rng.normal(size=(2, s)).astype(np.float32)
-    b = rng.normal(size=s).astype(np.float32)
-    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
-    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(s)))
+    model, probabilities, rng = linear_model(tmp_path, 4, list(range(s)))
     pipeline = engine.LoadedModel(model).pipeline(None, top_k=5, richness=True)
     pipeline.workers, pipeline.sessions = 2, pipeline.sessions[:1] * 2
     assert pipeline.micro_batch == engine.MICRO_BATCH
@@ -242,24 +243,18 @@ def test_micro_batches_are_balanced_between_workers(tmp_path):
     # 4 pieces of ceil(677 / 4) = 170 rows rounded up to whole groups of 64: 192, 192, 192
     # and the last 101 rows padded to 128
     assert sorted(sizes) == [128, 192, 192, 192]
-    p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
+    p = probabilities(x)
     np.testing.assert_array_equal(got["topk"], expected(p, range(s), 5))
     np.testing.assert_allclose(got["richness"], p.sum(axis=1), rtol=1e-5)
 
 
 def test_submitted_runs_overlap_and_the_pool_stops(tmp_path):
     """Two runs in flight on the pool give each its own answer; close() stops its threads."""
-    from test_engine import make_model
-
-    rng = np.random.default_rng(5)
     s = 40
-    w = rng.normal(size=(2, s)).astype(np.float32)
-    b = rng.normal(size=s).astype(np.float32)
-    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
-    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(s)))
+    model, probabilities, rng = linear_model(tmp_path, 5, list(range(s)))
     x = np.cumsum(rng.normal(scale=0.05, size=(700, 2)), axis=0).astype(np.float32)
     y = x[::-1].copy()
-    p = lambda v: 1.0 / (1.0 + np.exp(-(v.astype(np.float64) @ w + b)))  # noqa: E731
+    p = probabilities
     with engine.LoadedModel(model).pipeline(None, top_k=5, richness=True) as pipeline:
         first = pipeline.submit({"env": x}, micro_batch=64)
         second = pipeline.submit({"env": y}, micro_batch=96)
@@ -276,18 +271,12 @@ def test_submitted_runs_overlap_and_the_pool_stops(tmp_path):
 def test_top_k_groups_never_exceed_a_micro_batch(tmp_path, monkeypatch):
     """Big rows make small micro-batches (a CNN's 64 KB patches: 32 rows); the top-K groups
     shrink to fit instead of making every micro-batch a group long. Same values."""
-    from test_engine import make_model
-
-    rng = np.random.default_rng(6)
     s = 40
-    w = rng.normal(size=(2, s)).astype(np.float32)
-    b = rng.normal(size=s).astype(np.float32)
-    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
-    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=list(range(s)))
+    model, probabilities, rng = linear_model(tmp_path, 6, list(range(s)))
     row_bytes = 4 * 2 + 4 * s
     monkeypatch.setattr(engine, "MICRO_BATCH_BYTES", 20 * row_bytes)  # 20 rows per call
     pipeline = engine.LoadedModel(model).pipeline(None, top_k=5)
     assert pipeline.micro_batch == 20 and pipeline.group == 16 < engine.TOPK_GROUP
     x = np.cumsum(rng.normal(scale=0.05, size=(300, 2)), axis=0).astype(np.float32)
-    p = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))
+    p = probabilities(x)
     np.testing.assert_array_equal(pipeline.run({"env": x})["topk"], expected(p, range(s), 5))
