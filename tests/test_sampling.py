@@ -477,3 +477,27 @@ def test_warp_by_strips_equals_one_piece(centre_3035, monkeypatch):
     strips = sampling.warp_nearest(data, src, "EPSG:32631", (333, 401), dst, GRID_CRS)
     np.testing.assert_array_equal(strips, whole)
     assert 0.05 < np.isnan(whole).mean() < 0.95
+
+
+@pytest.mark.parametrize(
+    ("src_crs", "dst_crs", "lon", "lat"),
+    [("EPSG:32632", "EPSG:32631", 5.9, 45.0), ("EPSG:3857", "EPSG:32631", 3.87, 43.61)],
+)
+def test_source_pixels_error_bound_holds_for_conformal_pairs(monkeypatch, src_crs, dst_crs, lon, lat):
+    """Between two conformal projections the interpolation error nearly vanishes at the
+    middle of a lattice cell and peaks at the middles of its edges (measured 5x the
+    centre's): the bound must come from the edges. A coarse lattice (256 pixels: errors of
+    ~1e-3 pixel) makes hundreds of pixels depend on it."""
+    monkeypatch.setattr(sampling, "WARP_LATTICE", 256)
+    monkeypatch.setattr(sampling, "WARP_MAX_ERROR", 0.05)  # keep the interpolated path
+    sx, sy = Transformer.from_crs("EPSG:4326", src_crs, always_xy=True).transform(lon, lat)
+    x, y = Transformer.from_crs("EPSG:4326", dst_crs, always_xy=True).transform(lon, lat)
+    src_transform, src_shape = from_origin(sx - 20000, sy + 20000, 7.3, 7.3), (5500, 5500)
+    dst_shape, dst_transform = (1000, 1000), from_origin(x - 5000, y + 5000, 10.0, 10.0)
+    rows, cols = sampling.source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, dst_crs)
+    want_r, want_c, col, row = _brute_force_pixels(
+        src_transform, src_crs, src_shape, dst_shape, dst_transform, dst_crs
+    )
+    sure = np.minimum(np.abs(col - np.rint(col)), np.abs(row - np.rint(row))) > 1e-7
+    np.testing.assert_array_equal(rows[sure], want_r[sure])
+    np.testing.assert_array_equal(cols[sure], want_c[sure])

@@ -239,12 +239,13 @@ def source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, d
 
     Exact, but without transforming every pixel (PROJ costs ~0.25 us a point, GDAL's exact
     warp as much): the centres are transformed on a lattice every WARP_LATTICE pixels and
-    interpolated bilinearly in between; the interpolation error, measured against exact
-    transforms at the middle of every lattice cell, is tiny for map projections over a few
-    km (far below 1e-6 pixel). Only the pixels whose interpolated position lies within 4x
-    that error of a source pixel edge, where rounding could pick the wrong neighbour, are
-    transformed exactly. A transformation that is not smooth enough there (error over
-    WARP_MAX_ERROR pixels, or lattice points that do not transform) is done pixel by pixel.
+    interpolated bilinearly in between. The interpolation error is bounded from exact
+    transforms at the middles of the lattice's edges and cells; it is small between map
+    projections (measured ~2e-5 source pixel for 32 pixels of 10 m, UTM and EPSG:3035).
+    Only the pixels whose interpolated position lies within 4x that bound of a source pixel
+    edge, where it could pick the wrong neighbour, are transformed exactly. A transformation
+    that is not smooth enough there (error over WARP_MAX_ERROR pixels, or lattice points that
+    do not transform) is done pixel by pixel.
     """
     height, width = dst_shape
     inverse = ~src_transform
@@ -255,19 +256,22 @@ def source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, d
     if not exact_everywhere:
         col_f = _interpolate(_interpolate(c_lat, lc, width, 1), lr, height, 0)
         row_f = _interpolate(_interpolate(r_lat, lc, width, 1), lr, height, 0)
-        # the error where bilinear interpolation is worst: the middle of each lattice cell
+        # Bilinear interpolation reproduces constant, linear and xy terms, so its error is
+        # about f_xx x (h - x) / 2 + f_yy y (k - y) / 2: at most the error at the middle of
+        # a horizontal lattice edge plus that at the middle of a vertical one. (The middle
+        # of a cell alone can miss it: for conformal pairs, UTM to UTM or Web Mercator, f_xx
+        # and f_yy nearly cancel there; measured 5x below the true maximum.)
         mr, mc = (lr[:-1] + lr[1:]) // 2, (lc[:-1] + lc[1:]) // 2
-        error = 0.0
-        if len(mr) and len(mc):
-            mid_r, mid_c = np.meshgrid(mr, mc, indexing="ij")
-            c_mid, r_mid = _exact_source_coords(inverse, src_crs, dst_transform, dst_crs, mid_r, mid_c)
+
+        def worst(at_r, at_c) -> float:  # largest error at these lattice points (NaN kept)
+            if not (len(at_r) and len(at_c)):
+                return 0.0
+            pr, pc = np.meshgrid(at_r, at_c, indexing="ij")
+            c_at, r_at = _exact_source_coords(inverse, src_crs, dst_transform, dst_crs, pr, pc)
             with np.errstate(invalid="ignore"):
-                error = float(
-                    max(
-                        np.max(np.abs(c_mid - col_f[mid_r, mid_c])),
-                        np.max(np.abs(r_mid - row_f[mid_r, mid_c])),
-                    )
-                )
+                return float(np.max([np.abs(c_at - col_f[pr, pc]), np.abs(r_at - row_f[pr, pc])]))
+
+        error = float(np.max([worst(lr, mc) + worst(mr, lc), worst(mr, mc)]))
         exact_everywhere = not error <= WARP_MAX_ERROR  # (NaN included)
     if exact_everywhere:
         all_r, all_c = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
