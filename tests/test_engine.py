@@ -471,8 +471,11 @@ def test_cube_input_from_band_descriptions(tmp_path):
     check_outputs({"probabilities": out}, probs, valid, width, height, top_k=0)
 
 
-def test_patch_input_from_utm_raster(tmp_path):
-    """4 x 4 patches of 10 m pixels cut from a two-band UTM raster, grid in the same UTM zone."""
+@pytest.mark.parametrize("opset", [12, 17])
+def test_patch_input_from_utm_raster(tmp_path, opset):
+    """4 x 4 patches of 10 m pixels cut from a two-band UTM raster, grid in the same UTM zone;
+    normalised on the fine grid, cut by the inference threads, through the fused graph
+    (opset 17) or the model's own session followed by the post-processing (opset 12)."""
     rng = np.random.default_rng(5)
     red = rng.integers(0, 3000, size=(120, 150)).astype(np.uint16)
     nir = rng.integers(0, 3000, size=(120, 150)).astype(np.uint16)
@@ -493,7 +496,8 @@ def test_patch_input_from_utm_raster(tmp_path):
         "mean": [0.1, 0.2],
     }
     w = rng.normal(size=(32, 5)).astype(np.float32)
-    model = make_model(tmp_path / "m.onnx", [spec], w, np.zeros(5))
+    model = make_model(tmp_path / "m.onnx", [spec], w, np.zeros(5), opset=opset)
+    assert engine.LoadedModel(model).pipeline(None, richness=True).fused == (opset >= 13)
     extent = (574_110.0, 4_829_010.0, 575_290.0, 4_829_890.0)
     out = {k: str(tmp_path / f"{k}_out.tif") for k in ("richness", "probabilities")}
     engine.predict(
