@@ -15,6 +15,8 @@ if PROCESSING_PLUGINS not in sys.path:
     sys.path.append(PROCESSING_PLUGINS)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tools") not in sys.path:  # tests import tools' modules (make_world, install_plugin)
+    sys.path.insert(0, str(ROOT / "tools"))
 
 import pytest  # noqa: E402
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+import install_plugin  # tools/, put on sys.path by conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = ROOT / "build" / "plugin" / "geoplant_qgis"
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # Debian's /usr/bin/qgis_process wrapper is broken
-
-sys.path.insert(0, str(ROOT / "tools"))
-import install_plugin  # noqa: E402
 
 
 def build_plugin() -> Path:
@@ -49,9 +46,3 @@ def qgis_process(profile_root: Path, *args: str, timeout: int = 300) -> subproce
         text=True,
         timeout=timeout,
     )
-
-
-def qgis_process_json(profile_root: Path, *args: str, timeout: int = 300) -> dict:
-    done = qgis_process(profile_root, "--json", *args, timeout=timeout)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout[done.stdout.index("{") :])

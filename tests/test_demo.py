@@ -6,21 +6,19 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import QGIS_PROCESS, ROOT
 
 pytestmark = [pytest.mark.qgis_process, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    if not os.path.exists("/usr/bin/qgis_process.bin"):
+    if not os.path.exists(QGIS_PROCESS):
         pytest.skip("qgis_process is not installed")
     out = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")

@@ -210,16 +210,20 @@ W = np.array([[0.8, -0.5, 0.0, 0.3, -1.2], [0.6, 0.9, 0.0, -0.4, 0.1]], np.float
 B = np.array([0.1, -0.2, 0.05, 0.0, 0.3], np.float32)
 
 
-def expected_point_probs(climate, extent, cell, activation, crs="EPSG:3035", fill=None):
+def point_logits(x, w=W, b=B):
+    """POINT_INPUT's card normalisation ((x * 2 - mean) / std), then x @ w + b, in float64."""
+    z = (np.asarray(x, np.float64) * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
+    return z @ np.asarray(w, np.float64) + b
+
+
+def expected_point_probs(climate, extent, cell, activation, crs="EPSG:3035", fill=None, w=W, b=B):
     left, top, width, height = snapped(extent, cell)
     xs, ys = centres(left, top, width, height, cell)
     x = np.stack([lookup(climate[0], xs, ys, crs), lookup(climate[1], xs, ys, crs)], axis=1)
     if fill is not None:
         x = np.where(np.isnan(x), fill, x)
     valid = ~np.isnan(x).any(axis=1)
-    z = (x * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
-    logits = z @ W.astype(np.float64) + B
-    return activate(logits, activation), valid, (left, top, width, height)
+    return activate(point_logits(x, w, b), activation), valid, (left, top, width, height)
 
 
 # --- values ----------------------------------------------------------------------------
@@ -281,10 +285,9 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
     # in-graph normalisation only when fused
     assert pipeline.graph_normalises == ({"env"} if pipeline.fused else set())
     x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32) * 10 + 20
-    z = (x.astype(np.float64) * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
     spec = loaded.card.inputs[0]
     out = pipeline.run({"env": x if pipeline.graph_normalises else spec.normalise(x)})
-    p = activate(z @ W + B, activation)
+    p = activate(point_logits(x), activation)
     np.testing.assert_allclose(out["probabilities"], p[:, [4, 0, 2]], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(out["richness"], (p >= 0.3).sum(axis=1))
     ids = np.array(SPECIES_IDS)
@@ -434,11 +437,8 @@ def test_topk_ties_follow_column_order(tmp_path, climate):
     for row in rows:  # two tie groups {9, 7, 5} and {8, 6}: each in card order
         assert [s for s in row if s in (9, 7, 5)] == [9, 7, 5]
         assert [s for s in row if s in (8, 6)] == [8, 6]
-    probs, valid, (_, _, width, height) = expected_point_probs(climate, EXTENT, 1000, "sigmoid")
-    z = np.stack([lookup(p, *centres(*snapped(EXTENT, 1000), 1000), "EPSG:3035") for p in climate], axis=1)
-    z = (z * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
-    expected_probs = activate(z @ w.astype(np.float64) + b, "sigmoid")
-    check_outputs({"topk": out}, expected_probs, valid, width, height, top_k=5, ids=[9, 8, 7, 6, 5])
+    probs, valid, (_, _, width, height) = expected_point_probs(climate, EXTENT, 1000, "sigmoid", w=w, b=b)
+    check_outputs({"topk": out}, probs, valid, width, height, top_k=5, ids=[9, 8, 7, 6, 5])
 
 
 def test_cube_input_from_band_descriptions(tmp_path):
@@ -534,8 +534,7 @@ def test_predict_points(tmp_path, climate):
     lat = np.array([43.56, 43.575, 43.61, 43.60, 50.0])
     got = engine.predict_points(model, climate, lon, lat, "EPSG:4326")
     x = np.stack([lookup(p, lon, lat, "EPSG:4326") for p in climate], axis=1)
-    z = (x * 2.0 - np.array([1.0, 40.0])) / np.array([2.0, 25.0])
-    expected = activate(z @ W.astype(np.float64) + B, "sigmoid")
+    expected = activate(point_logits(x), "sigmoid")
     assert got.dtype == np.float32 and got.shape == (5, 5)
     assert np.isnan(got[-1]).all() and np.isfinite(got[:-1]).all()
     np.testing.assert_allclose(got[:-1], expected[:-1], rtol=1e-5)

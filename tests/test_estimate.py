@@ -51,7 +51,7 @@ def test_expected_seconds_is_model_time_times_overhead():
 def test_estimate_run_numbers_and_warnings():
     result = estimate.estimate_run(20, 10, richness=True, top_k=5, probabilities=0, seconds_per_cell=0.01)
     assert (result.width, result.height, result.cells) == (20, 10, 200)
-    assert result.bytes == estimate.output_bytes(200, True, 5, 0)
+    assert result.bytes == 6400  # (1 + 5 bands) x 200 cells x 4 bytes x 4/3 (overviews)
     assert result.seconds == pytest.approx(200 * 0.01 * 1.25)
     assert result.warnings == ()
 
