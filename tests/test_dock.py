@@ -450,6 +450,15 @@ def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
     assert dock.run_name == "trial_2"
     assert project.layerTreeRoot().findGroup("trial_2") is not None
 
+    # what a run cancelled after the algorithm finished removes: every file the run wrote
+    from geoplant_qgis.gui.tasks import remove_outputs
+
+    written = sorted(f for f in os.listdir(world["out"]) if f.startswith("trial_2"))
+    assert "trial_2_topk_species.csv" in written and "trial_2_topk.qml" in written
+    project.removeAllMapLayers()  # release the files before deleting them
+    remove_outputs(dock.last_outputs.values())
+    assert [f for f in os.listdir(world["out"]) if f.startswith("trial_2")] == []
+
 
 @pytest.mark.usefixtures("predict_algorithm")
 def test_polygon_area_masks_cells_outside(dock, world, project):

@@ -64,6 +64,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core import estimate
 from ..core.bundled import default_model_path
+from ..core.engine import DEFAULT_CELL_SIZE, DEFAULT_CRS
 from ..core.errors import GeoPlantError
 from ..processing.base import plugin_icon
 from ..processing.params import crs_text
@@ -73,8 +74,6 @@ from .tasks import PredictRun
 
 LOG_TAG = "GeoPlant"
 SETTINGS_SCOPE = "GeoPlant"
-DEFAULT_CRS = "EPSG:3035"
-DEFAULT_CELL_SIZE = 100.0
 FOUND = "found"
 MISSING = "missing"
 TIMING_BATCH = 256
@@ -835,7 +834,7 @@ class GeoPlantDock(QgsDockWidget):
     def run_blockers(self):
         """Plain-words reasons why Run is not possible now (empty when it is)."""
         reasons = []
-        if self.run is not None and self.run.is_running():
+        if self.is_running():
             reasons.append("A run is in progress.")
         if self.card is None:
             reasons.append(self.model_error or "Choose a model.")
@@ -875,7 +874,7 @@ class GeoPlantDock(QgsDockWidget):
             return
         self.update_estimate()
         blockers = self.run_blockers()
-        running = self.run is not None and self.run.is_running()
+        running = self.is_running()
         self.run_button.setEnabled(not blockers)
         self.cancel_button.setEnabled(running)
         if not running:
@@ -918,16 +917,18 @@ class GeoPlantDock(QgsDockWidget):
         del writer
         return path
 
+    def _sources(self) -> tuple[list[str], str]:
+        """The chosen rasters (each once, first-chosen order) and the MAPPING text that maps
+        every variable to its file and band explicitly."""
+        choices = self.input_choices()
+        rasters = list(dict.fromkeys(path for path, _ in choices.values()))
+        return rasters, ";".join(f"{name}={path}#{band}" for name, (path, band) in choices.items())
+
     def build_parameters(self):
         """The ``geoplant:predict`` parameters of the current choices (paths and plain values)."""
         folder = self.folder_widget.filePath()
         self.run_name = self._unique_run_name(folder, self.run_name_edit.text())
-        choices = self.input_choices()
-        rasters = []
-        for path, _ in choices.values():
-            if path not in rasters:
-                rasters.append(path)
-        mapping = ";".join(f"{name}={path}#{band}" for name, (path, band) in choices.items())
+        rasters, mapping = self._sources()
         box = self.area_geometry.boundingBox()
         extent = (
             f"{box.xMinimum()!r},{box.xMaximum()!r},{box.yMinimum()!r},{box.yMaximum()!r} "
@@ -991,7 +992,7 @@ class GeoPlantDock(QgsDockWidget):
         return True
 
     def cancel_run(self):
-        if self.run is not None and self.run.is_running():
+        if self.is_running():
             self.status_label.setText("Cancelling…")
             self.run.cancel()
 
@@ -1041,10 +1042,10 @@ class GeoPlantDock(QgsDockWidget):
             self.progress_bar.setValue(0)
             self.time_label.setText("")
             self.show_message(message, Qgis.Info if self.run.cancelled else Qgis.Critical)
-        self.status_label.setText(message if not ok else "")
         self.run = None
         self.refresh()
-        self.status_label.setText(message if not ok else self.status_label.text())
+        if not ok:  # after refresh(), which shows the blockers there
+            self.status_label.setText(message)
 
     def _remove_temp_dirs(self):
         for folder in self.temp_dirs:
@@ -1098,9 +1099,7 @@ class GeoPlantDock(QgsDockWidget):
 
         from ..core.engine import predict_points
 
-        choices = self.input_choices()
-        mapping = ";".join(f"{name}={path}#{band}" for name, (path, band) in choices.items())
-        rasters = sorted({path for path, _ in choices.values()})
+        rasters, mapping = self._sources()
         wkt = crs.toWkt() if crs is not None else DEFAULT_CRS
         probabilities = predict_points(
             self.model_path, rasters, np.array([point.x()]), np.array([point.y()]), wkt, mapping=mapping
@@ -1154,7 +1153,7 @@ class GeoPlantDock(QgsDockWidget):
     # ------------------------------------------------------------------ shutdown
     def shutdown(self):
         """Cancel a running task, remove map tools and rubber bands, disconnect signals."""
-        if self.run is not None and self.run.is_running():
+        if self.is_running():
             try:
                 self.run.finished.disconnect(self._run_finished)
             except TypeError:

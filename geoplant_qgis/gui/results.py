@@ -11,7 +11,6 @@ Main thread only (it creates QGIS layers).
 from __future__ import annotations
 
 import colorsys
-import csv
 import os
 
 import numpy as np
@@ -70,26 +69,6 @@ def style_top_species(layer, names: dict[int, str], path: str | None = None):
     return renderer
 
 
-def read_species_csv(path: str) -> dict[int, str]:
-    """The id -> name table written next to the top-K output (columns id/speciesId and name)."""
-    names: dict[int, str] = {}
-    if not path or not os.path.exists(path):
-        return names
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = {f.lower(): f for f in reader.fieldnames or []}
-        id_field = next((fields[k] for k in ("id", "species_id", "speciesid") if k in fields), None)
-        name_field = next((fields[k] for k in ("name", "species", "species_name") if k in fields), None)
-        if id_field is None or name_field is None:
-            return names
-        for row in reader:
-            try:
-                names[int(float(row[id_field]))] = row[name_field]
-            except (TypeError, ValueError):
-                continue
-    return names
-
-
 def band_descriptions(path: str) -> list[str]:
     import rasterio
 
@@ -123,7 +102,6 @@ def add_run_layers(run_name: str, outputs: dict, names: dict[int, str] | None = 
             add("richness", layer)
     path = outputs.get(TOPK)
     if path and os.path.exists(path):
-        names.update(read_species_csv(os.path.splitext(path)[0] + ".csv"))
         layer = QgsRasterLayer(path, f"{run_name} top species")
         if layer.isValid():
             style_top_species(layer, names, path)

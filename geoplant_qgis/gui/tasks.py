@@ -20,6 +20,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
+from ..core.geotiff import SPECIES_CSV_SUFFIX
+
 LOG_TAG = "GeoPlant"
 PREDICT_ID = "geoplant:predict"
 
@@ -42,8 +44,9 @@ class _Feedback(QgsProcessingFeedback):
 
 
 OUTPUT_KEYS = ("OUTPUT_RICHNESS", "OUTPUT_TOPK", "OUTPUT_PROBABILITIES")
-#: files written next to an output (top-K species table and style, GDAL's statistics)
-SIDE_CARS = (".csv", ".qml", ".tif.aux.xml")
+#: files written next to an output, after its stem (top-K species table and style, GDAL's
+#: statistics): the engine's names, so a run cancelled after the algorithm finished leaves none
+SIDE_CARS = (SPECIES_CSV_SUFFIX, ".qml", ".tif.aux.xml")
 
 
 def remove_outputs(paths) -> None:
