@@ -13,11 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelCardError
+from .geotiff import MAX_BANDS, estimate_bytes, format_bytes
 
-#: bytes of one value in each output (float32 richness and probabilities, int32 top-K ids)
-VALUE_BYTES = 4
-#: internal overviews add 1/4 + 1/16 + ... of the full resolution
-OVERVIEW_FACTOR = 4.0 / 3.0
 #: past this many cells the dock warns that the run is large
 DEFAULT_CELL_LIMIT = 25_000_000
 #: past this many seconds the dock warns that the run is long
@@ -47,8 +44,8 @@ def output_bytes(cells: int, richness: bool, top_k: int, probabilities: int) -> 
     The GeoTIFFs are compressed, so the real size is usually smaller; this is the number
     the engine checks against free disk space.
     """
-    raw = int(cells) * output_bands(richness, top_k, probabilities) * VALUE_BYTES
-    return int(math.ceil(raw * OVERVIEW_FACTOR))
+    # every band is 4 bytes (float32 richness and probabilities, int32 top-K ids)
+    return estimate_bytes(int(cells), 1, output_bands(richness, top_k, probabilities), "float32")
 
 
 def _input_arrays(session, batch: int, rng: np.random.Generator) -> dict:
@@ -146,19 +143,9 @@ def estimate_run(
         warnings.append(
             f"The outputs may need up to {format_bytes(size)} but only {format_bytes(free_bytes)} is free."
         )
-    if output_bands(richness, top_k, probabilities) > 65535:
+    if output_bands(richness, top_k, probabilities) > MAX_BANDS:
         warnings.append("More than 65,535 bands: a GeoTIFF cannot hold that many.")
     return Estimate(int(width), int(height), cells, size, seconds, tuple(warnings))
-
-
-def format_bytes(size: float) -> str:
-    """1536 -> '1.5 KB' (powers of 1024)."""
-    size = float(size)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover
 
 
 def format_duration(seconds: float | None) -> str:

@@ -54,19 +54,21 @@ def compression_options() -> dict:
         from osgeo import gdal
 
         options = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
-    except Exception:  # no GDAL Python bindings: ask rasterio's GDAL through a tiny file
+    except Exception:  # no GDAL Python bindings: DEFLATE, which every GDAL has
         options = ""
     if "ZSTD" in options:
         return {"compress": "zstd", "zstd_level": 1}
     return {"compress": "deflate", "zlevel": 1}
 
 
-def _human(nbytes: float) -> str:
+def format_bytes(size: float) -> str:
+    """1536 -> '1.5 KB' (powers of 1024)."""
+    size = float(size)
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(nbytes) < 1024 or unit == "TB":
-            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024.0
-    return f"{nbytes:.1f} TB"  # pragma: no cover
+        if abs(size) < 1024 or unit == "TB":
+            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover
 
 
 def estimate_bytes(width: int, height: int, count: int, dtype="float32", overviews: bool = True) -> int:
@@ -120,8 +122,8 @@ def check_disk_space(requests: Iterable[tuple[str, int]], free_bytes=None) -> No
         if needed > free:
             raise OutputError(
                 f"Not enough disk space in {folder}: the outputs ({', '.join(names)}) need up to "
-                f"{_human(needed)} uncompressed (estimate, overviews included) and only "
-                f"{_human(free)} are free. Choose a smaller area, a larger cell size, fewer "
+                f"{format_bytes(needed)} uncompressed (estimate, overviews included) and only "
+                f"{format_bytes(free)} are free. Choose a smaller area, a larger cell size, fewer "
                 f"species or outputs, or another folder."
             )
 

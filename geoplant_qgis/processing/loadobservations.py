@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -29,6 +28,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import OutputError
+from ..core.files import output_folder, publish_together, temporary_sibling
 from ..core.progress import ScaledProgress
 from .base import GeoPlantAlgorithm
 from .styles import apply_on_load, style_survey_points
@@ -89,11 +89,9 @@ class VectorFileOutput:
 
     def __init__(self, path, fields, context, crs=WGS84):
         self.path = os.path.abspath(path)
-        folder, name = os.path.split(self.path)
-        self.stem, self.ext = os.path.splitext(name)
-        self.folder = folder
-        self.tmp_stem = f".{self.stem}.part-{uuid.uuid4().hex[:8]}"
-        os.makedirs(folder, exist_ok=True)
+        self.folder = folder = output_folder(self.path)
+        self.stem, self.ext = os.path.splitext(os.path.basename(self.path))
+        self.tmp_stem = os.path.splitext(os.path.basename(temporary_sibling(self.path)))[0]
         options = QgsVectorFileWriter.SaveVectorOptions()
         options.driverName = QgsVectorFileWriter.driverForExtension(self.ext) or "GPKG"
         options.layerName = self.stem
@@ -121,11 +119,17 @@ class VectorFileOutput:
         return [n for n in os.listdir(self.folder) if n.startswith(prefix)]
 
     def commit(self):
+        """The file and its sidecars (shapefile parts, GeoPackage journal...) moved into
+        place together; a rename that fails leaves the previous files as they were."""
         del self.writer
         self.writer = None
-        for name in self._tmp_files():
-            final = os.path.join(self.folder, self.stem + name[len(self.tmp_stem) :])
-            os.replace(os.path.join(self.folder, name), final)
+        publish_together(
+            (
+                os.path.join(self.folder, name),
+                os.path.join(self.folder, self.stem + name[len(self.tmp_stem) :]),
+            )
+            for name in self._tmp_files()
+        )
         return self.path
 
     def discard(self):

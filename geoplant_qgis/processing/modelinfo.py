@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from qgis.core import (
@@ -11,7 +10,6 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
-from ..core.errors import OutputError
 from .base import GeoPlantAlgorithm
 
 if TYPE_CHECKING:  # imported at run time only: the plugin loads faster
@@ -105,15 +103,7 @@ class ModelInfoAlgorithm(GeoPlantAlgorithm):
             else ""
         )
         if out:
-            tmp = out + ".part"
-            try:
-                os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.write(text + "\n")
-                os.replace(tmp, out)
-            except OSError as error:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                raise OutputError(f"Cannot write {out}: {error.strerror or error}.") from None
-            results["OUTPUT_JSON"] = out
+            from ..core.files import write_text
+
+            results["OUTPUT_JSON"] = write_text(out, text + "\n")
         return results

@@ -16,10 +16,9 @@ import pandas as pd
 from ..errors import InputDataError, OutputError
 from ..files import write_text
 from ..progress import as_progress
-from .observations import EMPTY_TOKENS
+from .observations import MAX_EXAMPLES, numeric_text
 
 ID_COLUMN = "surveyId"
-_MAX_EXAMPLES = 5
 
 
 def read_env_values(path, progress=None) -> pd.DataFrame:
@@ -50,14 +49,13 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
             "values file has surveyId then one column per variable."
         )
     lines = np.arange(2, len(raw) + 2)
-    ids_text = raw[ID_COLUMN].str.strip()
-    ids = pd.to_numeric(ids_text.where(~ids_text.isin(EMPTY_TOKENS)), errors="coerce").to_numpy(np.float64)
+    ids, _ = numeric_text(raw[ID_COLUMN])
     with np.errstate(invalid="ignore"):
         good_id = np.isfinite(ids) & (ids == np.round(ids)) & (ids >= 0)
     if not good_id.all():
         bad = np.flatnonzero(~good_id)
         examples = "; ".join(
-            f"line {lines[i]}: surveyId {raw[ID_COLUMN].iloc[i]!r}" for i in bad[:_MAX_EXAMPLES]
+            f"line {lines[i]}: surveyId {raw[ID_COLUMN].iloc[i]!r}" for i in bad[:MAX_EXAMPLES]
         )
         progress.warning(f"{name}: skipped {len(bad)} row(s) without a valid surveyId. Examples: {examples}")
     values = {}
@@ -65,13 +63,11 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
     for column in raw.columns:
         if column == ID_COLUMN:
             continue
-        text = raw[column].str.strip()
-        empty = text.isin(EMPTY_TOKENS).to_numpy()
-        numbers = pd.to_numeric(text.where(~empty), errors="coerce").to_numpy(np.float64)
-        bad = np.isnan(numbers) & ~empty & good_id
+        numbers, bad = numeric_text(raw[column])
+        bad &= good_id
         if bad.any():
             problems += int(bad.sum())
-            for i in np.flatnonzero(bad)[: _MAX_EXAMPLES - len(examples)]:
+            for i in np.flatnonzero(bad)[: MAX_EXAMPLES - len(examples)]:
                 examples.append(f"line {lines[i]}: {column} is {raw[column].iloc[i]!r}")
         values[column] = numbers[good_id]
     if problems:
@@ -85,7 +81,7 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
         dupes = sorted(set(frame.index[duplicated].tolist()))
         progress.warning(
             f"{name}: {int(duplicated.sum())} repeated surveyId row(s) ignored (first row kept), e.g. "
-            + ", ".join(str(d) for d in dupes[:_MAX_EXAMPLES])
+            + ", ".join(str(d) for d in dupes[:MAX_EXAMPLES])
         )
         frame = frame[~duplicated]
     return frame
