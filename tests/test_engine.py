@@ -788,7 +788,7 @@ def test_fused_graph_is_valid_onnx(tmp_path):
 
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
     loaded = engine.LoadedModel(model)
-    steps = [("env", *engine._affine(loaded.card.inputs[0]))]
+    steps = [("env", *loaded.card.inputs[0].affine())]
     data = prepend_normalisation(loaded.data, steps)
     data = append_postprocess(data, "logits", 5, "sigmoid", species_ids=SPECIES_IDS, top_k=2, richness=True)
     proto = onnx.load_from_string(data)

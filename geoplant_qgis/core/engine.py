@@ -232,7 +232,7 @@ class Pipeline:
         try:
             # not patch inputs fed as PatchSelection: those are normalised on the fine
             # grid before the patches are cut, a small share of the pixels (_Inputs.prepare)
-            steps = [(spec.name, *_affine(spec)) for spec in card.inputs if not _lazy_patches(spec)]
+            steps = [(spec.name, *spec.affine()) for spec in card.inputs if not _lazy_patches(spec)]
             data = prepend_normalisation(model.data, steps)
             graph = append_postprocess(data, card.output.name, n, card.output.activation, **args)
             self.sessions = [_session(graph, threads) for _ in range(self.workers)]
@@ -354,20 +354,6 @@ class Pipeline:
         return dict(zip(self.keys, self.sessions[worker].run(self.names, feeds), strict=True))
 
 
-def _affine(spec):
-    """The card's ``(x * scale - mean) / std`` as ``x * mul + add`` (None when not needed),
-    shaped to broadcast against the input tensor like :meth:`InputSpec.normalise`."""
-    ndim = len(spec.tensor_shape(1))
-    std = spec._stat(spec.std, 1.0, ndim) if spec.std else None
-    mean = spec._stat(spec.mean, 0.0, ndim) if spec.mean else None
-    mul = add = None
-    if spec.scale != 1.0 or std is not None:
-        mul = np.asarray(np.float32(spec.scale) / (std if std is not None else np.float32(1.0)), np.float32)
-    if mean is not None:
-        add = np.asarray(-mean / (std if std is not None else np.float32(1.0)), np.float32)
-    return mul, add
-
-
 def _requested(key, options) -> bool:
     return bool(options.get({"topk": "top_k"}.get(key, key)))
 
@@ -464,7 +450,7 @@ class _Inputs:
             if spec.name in lazy:
                 patches = lazy[spec.name]
                 if spec.name not in leave_raw:
-                    patches.normalise(*_affine(spec))
+                    patches.normalise(*spec.affine())
                 feeds[spec.name] = patches.selection(None if valid.all() else valid)
         return feeds, valid
 
@@ -619,30 +605,40 @@ class _Inputs:
         self.samplers = []
 
     def check_overlap(self, grid) -> None:
-        """Refuse up front a grid that does not overlap a source (of an input without fill)."""
-        import rasterio
+        """Refuse up front a grid that does not overlap a source (of an input without fill).
+
+        The samplers' open datasets are used, and the grid's bounds are transformed once per
+        source CRS (each costs tens of ms; a card may name 19 variables in one CRS)."""
         from rasterio.warp import transform_bounds
 
         left, bottom, right, top = grid.bounds
+        sources = {source.path: source for sampler in self.samplers for source in sampler.sources}
+        in_crs: dict[str, tuple | None] = {}  # CRS WKT -> the grid's bounds in it (None: no transform)
         for spec in self.specs:
             if spec.fill is not None:
                 continue
             for name, ref in zip(spec.source_names, self.refs[spec.name], strict=True):
-                with rasterio.open(ref.path) as src:
+                source = sources[str(ref.path)]
+                key = source.crs.to_wkt()
+                if key not in in_crs:
                     try:
-                        b = transform_bounds(grid.crs, src.crs, left, bottom, right, top, densify_pts=21)
-                    except Exception:  # no valid transform: leave it to the sampler
-                        continue
-                    s = src.bounds
-                    if b[0] >= s.right or b[2] <= s.left or b[1] >= s.top or b[3] <= s.bottom:
-                        raise InputDataError(
-                            f"The extent does not overlap the raster of variable '{name}' "
-                            f"({os.path.basename(ref.path)}): the grid covers "
-                            f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) in {grid.crs}, i.e. "
-                            f"({b[0]:.4f}, {b[1]:.4f}, {b[2]:.4f}, {b[3]:.4f}) in the raster's CRS, "
-                            f"and the raster covers ({s.left:.4f}, {s.bottom:.4f}, {s.right:.4f}, "
-                            f"{s.top:.4f}). Choose an extent inside the rasters."
+                        in_crs[key] = transform_bounds(
+                            grid.crs, source.crs, left, bottom, right, top, densify_pts=21
                         )
+                    except Exception:  # no valid transform: leave it to the sampler
+                        in_crs[key] = None
+                b, s = in_crs[key], source.ds.bounds
+                if b is None:
+                    continue
+                if b[0] >= s.right or b[2] <= s.left or b[1] >= s.top or b[3] <= s.bottom:
+                    raise InputDataError(
+                        f"The extent does not overlap the raster of variable '{name}' "
+                        f"({os.path.basename(ref.path)}): the grid covers "
+                        f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) in {grid.crs}, i.e. "
+                        f"({b[0]:.4f}, {b[1]:.4f}, {b[2]:.4f}, {b[3]:.4f}) in the raster's CRS, "
+                        f"and the raster covers ({s.left:.4f}, {s.bottom:.4f}, {s.right:.4f}, "
+                        f"{s.top:.4f}). Choose an extent inside the rasters."
+                    )
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -734,7 +730,7 @@ def predict(
     ``block_cells``: cells per block (default from a memory budget); ``threads``:
     onnxruntime threads of one session (default: one single-threaded session per core).
     """
-    from .grid import area_bounds, area_mask, area_polygons, make_grid
+    from .grid import area_bounds, area_in_crs, area_polygons, make_grid
 
     progress = as_progress(progress)
     started = time.perf_counter()
@@ -773,15 +769,8 @@ def predict(
             raise InputDataError("Give an EXTENT or an AREA to predict over.")
         extent, extent_crs = area_bounds(area), area_crs
     grid = make_grid(tuple(extent), extent_crs or grid_crs, crs=grid_crs, cell_size=size)
-    if area is not None and area_crs is not None:
-        from rasterio.warp import transform_geom
-
-        from .grid import parse_crs
-
-        source, target = parse_crs(area_crs, "AREA CRS"), parse_crs(grid.crs)
-        if source != target:
-            area = [transform_geom(source, target, s) for s in area]
-        area_crs = None  # now in the grid CRS
+    if area is not None:
+        area = area_in_crs(area, area_crs, grid.crs)  # once, not per block
     height, width = grid.shape
 
     # outputs: bands, descriptions, disk space, band limit, all before any work
@@ -874,9 +863,7 @@ def predict(
         # GDAL's block cache (5% of RAM by default) would otherwise grow with the area
         # (written tiles, source tiles): cap it for the run so memory stays flat.
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            valid_total = _run_blocks(
-                grid, inputs, model, post, writers, area, area_crs, block_cells, progress, area_mask
-            )
+            valid_total = _run_blocks(grid, inputs, post, writers, area, block_cells, progress)
     finally:
         inputs.close()
         if post is not None:
@@ -899,9 +886,12 @@ def predict(
     return result
 
 
-def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells, progress, area_mask):
-    """The block loop with its prefetch and writer threads; returns the number of valid cells."""
+def _run_blocks(grid, inputs, post, writers, area, block_cells, progress):
+    """The block loop with its prefetch and writer threads; returns the number of valid cells.
+    ``area``: polygons already in the grid CRS (or None)."""
     from rasterio.windows import Window
+
+    from .grid import area_mask
 
     height, width = grid.shape
     strip = min((w.tile_h for w in writers.values()), default=256)
@@ -926,7 +916,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                 xs, ys = grid.cell_centres(row, row + rows, col, col + cols)
                 xs, ys = np.asarray(xs).ravel(), np.asarray(ys).ravel()
                 if area is not None:
-                    mask = area_mask(grid, area, area_crs, window=Window(col, row, cols, rows))
+                    mask = area_mask(grid, area, window=Window(col, row, cols, rows))
                     mask = np.asarray(mask, dtype=bool).ravel()
                     inside = mask if inside is None else inside & mask
                 if inside is not None:
@@ -939,13 +929,7 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                     full = np.zeros(rows * cols, dtype=bool)
                     full[np.flatnonzero(inside)[valid]] = True
                     valid = full
-                item = (row, col, rows, cols, feeds, valid)
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                _put_until(ready, (row, col, rows, cols, feeds, valid), stop)
         except BaseException as error:  # handed to the main thread
             _put_until(ready, error, stop)
             return
@@ -968,16 +952,14 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
 
     nodata = {"richness": RICHNESS_NODATA, "topk": TOPK_NODATA, "probabilities": PROBABILITY_NODATA}
     valid_total = 0
-    opened = []
     reader = threading.Thread(target=produce, name="geoplant-prefetch", daemon=True)
     writer = threading.Thread(target=consume, name="geoplant-writer", daemon=True)
     try:
         for w in writers.values():
             w.open()
-            opened.append(w)
         reader.start()
         writer.start()
-        done = 0
+        done = [0]  # blocks handed to the writer
         # One block in flight: block k + 1 is submitted to the onnxruntime workers before
         # block k is collected, assembled and handed to the writer, so the workers never
         # wait for the main thread between blocks.
@@ -1000,6 +982,8 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                     block = block.reshape(w.count, rows, cols)
                 blocks[key] = block
             to_write.put((row, col, blocks))
+            done[0] += 1
+            progress.set_progress(100.0 * done[0] / len(windows))
             return n_valid
 
         try:
@@ -1018,14 +1002,10 @@ def _run_blocks(grid, inputs, model, post, writers, area, area_crs, block_cells,
                 entry = (row, col, rows, cols, valid, n_valid, pending)
                 if in_flight is not None:
                     valid_total += collect(in_flight)
-                    done += 1
-                    progress.set_progress(100.0 * done / len(windows))
                 in_flight = entry
             if in_flight is not None:
                 entry, in_flight = in_flight, None
                 valid_total += collect(entry)
-                done += 1
-                progress.set_progress(100.0 * done / len(windows))
         finally:
             if in_flight is not None and in_flight[-1] is not None:
                 in_flight[-1].cancel()

@@ -22,7 +22,7 @@ import numpy as np
 from .errors import InputDataError, OutputError
 from .files import output_folder, temporary_sibling
 from .geoplant.layout import remove_written
-from .grid import Grid, area_bounds, area_mask, area_polygons, make_grid, parse_crs
+from .grid import Grid, area_bounds, area_in_crs, area_mask, area_polygons, make_grid, parse_crs
 from .progress import as_progress
 from .sampling import PatchSampler, PointSampler
 from .sources import BandRef, _stem, find_band, parse_mapping, raster_band_names, resolve_variables
@@ -71,6 +71,9 @@ class GridArea:
                 raise InputDataError("Give POINTS, or an EXTENT or an AREA to sample a grid under.")
             extent, extent_crs = area_bounds(self.area), (self.area_crs or self.crs)
         self.grid = make_grid(extent, extent_crs, self.crs, self.cell_size)
+        if self.area:  # in the grid CRS once, not per block
+            self.area = area_in_crs(self.area, self.area_crs, self.grid.crs)
+            self.area_crs = None
 
     def blocks(self, cells_per_block: int) -> Iterator[Points]:
         """Cells (ids ``row * width + col``, centres) block by block, AREA-masked."""
@@ -80,7 +83,7 @@ class GridArea:
             rows = np.arange(window.row_off, window.row_off + window.height, dtype=np.int64)
             ids = (rows[:, None] * g.width + np.arange(g.width, dtype=np.int64)[None, :]).ravel()
             if self.area:
-                keep = area_mask(g, self.area, self.area_crs, window=window).ravel()
+                keep = area_mask(g, self.area, window=window).ravel()
                 ids, xs, ys = ids[keep], xs[keep], ys[keep]
             yield Points(ids, xs, ys, g.crs)
 

@@ -211,16 +211,22 @@ def area_bounds(shapes) -> tuple[float, float, float, float]:
     return (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
 
 
+def area_in_crs(geometries, geometries_crs, crs) -> list[dict]:
+    """The polygons (as :func:`area_polygons` takes them) in ``crs``: transformed once, so
+    that callers masking many windows do not transform them again for each."""
+    shapes = area_polygons(geometries)
+    if geometries_crs is None:
+        return shapes
+    source, target = parse_crs(geometries_crs, "AREA CRS"), parse_crs(crs)
+    return shapes if source == target else [transform_geom(source, target, s) for s in shapes]
+
+
 def area_mask(grid: Grid, geometries, geometries_crs=None, window: Window | None = None) -> np.ndarray:
     """Boolean array over the grid (or ``window`` of it), True where the cell centre is
-    inside one of the polygons. ``geometries``: as :func:`area_polygons` takes them (or its
-    result, to parse once for many windows) in ``geometries_crs`` (default: the grid's CRS)."""
-    shapes = area_polygons(geometries)
-    target = parse_crs(grid.crs)
-    if geometries_crs is not None:
-        source = parse_crs(geometries_crs, "AREA CRS")
-        if source != target:
-            shapes = [transform_geom(source, target, s) for s in shapes]
+    inside one of the polygons. ``geometries``: as :func:`area_polygons` takes them, in
+    ``geometries_crs`` (default: the grid's CRS); for many windows, pass
+    :func:`area_in_crs`'s result once and no CRS."""
+    shapes = area_in_crs(geometries, geometries_crs, grid.crs)
     if window is None:
         window = Window(0, 0, grid.width, grid.height)
     out_shape = (int(window.height), int(window.width))

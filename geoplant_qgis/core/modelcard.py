@@ -131,6 +131,21 @@ class InputSpec:
             out /= self._stat(self.std, 1.0, x.ndim)
         return out
 
+    def affine(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """:meth:`normalise` as ``x * mul + add`` (float32; None when not needed), shaped to
+        broadcast against the model's tensor: what the engine prepends to the graph or
+        applies to a patch input's fine grid."""
+        ndim = len(self.tensor_shape(1))
+        std = self._stat(self.std, 1.0, ndim) if self.std else None
+        mean = self._stat(self.mean, 0.0, ndim) if self.mean else None
+        divisor = std if std is not None else np.float32(1.0)
+        mul = add = None
+        if self.scale != 1.0 or std is not None:
+            mul = np.asarray(np.float32(self.scale) / divisor, np.float32)
+        if mean is not None:
+            add = np.asarray(-mean / divisor, np.float32)
+        return mul, add
+
     def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw sampled values -> (model tensor float32, valid cells bool [N]).
 
