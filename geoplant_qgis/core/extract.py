@@ -21,16 +21,15 @@ import numpy as np
 
 from .errors import InputDataError, OutputError
 from .files import output_folder, temporary_sibling
-from .geoplant.layout import remove_written
+from .geoplant.layout import PATCH_BANDS, glc25_patch_relpath, remove_written, write_glc25_patch
 from .grid import Grid, area_bounds, area_in_crs, area_mask, area_polygons, make_grid, parse_crs
 from .progress import as_progress
 from .sampling import PatchSampler, PointSampler
-from .sources import BandRef, _stem, find_band, parse_mapping, raster_band_names, resolve_variables
+from .sources import BandRef, _stem, find_bands, parse_mapping, raster_band_names, resolve_variables
 
 #: points per block (values) and per block of patches
 POINT_BLOCK = 1 << 16
 PATCH_BLOCK = 256
-PATCH_BANDS = ("red", "green", "blue", "nir")
 
 
 @dataclass
@@ -215,17 +214,16 @@ def sample_environment(
 def patch_bands(raster_path, bands: Sequence[int] | None = None) -> list[int]:
     """Band numbers to cut: ``bands`` (checked), else those described red, green, blue, nir."""
     path = os.fspath(raster_path)
-    count = len(raster_band_names(path))
+    descriptions = raster_band_names(path)
     if bands:
-        bad = [b for b in bands if not 1 <= int(b) <= count]
+        bad = [b for b in bands if not 1 <= int(b) <= len(descriptions)]
         if bad:
-            raise InputDataError(f"The raster has {count} band(s); there is no band {bad[0]}.")
+            raise InputDataError(f"The raster has {len(descriptions)} band(s); there is no band {bad[0]}.")
         return [int(b) for b in bands]
     found = []
-    for name in PATCH_BANDS:
-        ref = find_band(name, [path])
-        if ref is None or ref.path != path:
-            described = ", ".join(d or "(none)" for d in raster_band_names(path))
+    for name, ref in find_bands(PATCH_BANDS, [path]).items():
+        if ref is None:
+            described = ", ".join(d or "(none)" for d in descriptions)
             raise InputDataError(
                 f"No band of the raster is described '{name}' (descriptions: {described}). "
                 f"Choose the BANDS to cut (red, green, blue, nir in that order for GeoPlant models)."
@@ -258,16 +256,6 @@ def _write_patch(path, data, transform, crs, as_int16: bool) -> str:
             os.remove(tmp)
         raise
     return final
-
-
-def _patch_relpath(survey_id) -> str:
-    try:
-        from .geoplant.layout import glc25_patch_relpath
-    except ImportError:  # pragma: no cover - the layout module ships with the plugin
-        digits = str(int(survey_id))
-        padded = digits.zfill(4)
-        return f"{padded[-2:]}/{padded[-4:-2]}/{digits}.tiff"
-    return glc25_patch_relpath(int(survey_id))
 
 
 @dataclass
@@ -353,14 +341,12 @@ def extract_patches(
                     if np.isnan(data).all():
                         skipped += 1
                         continue
-                    target = os.path.join(folder, _patch_relpath(sid))
+                    target = os.path.join(folder, glc25_patch_relpath(int(sid)))
                     x, y = block.xs[k], block.ys[k]
                     transform_ = rasterio.transform.Affine(
                         pixel_size, 0.0, x - half, 0.0, -pixel_size, y + half
                     )
                     if use_layout:
-                        from .geoplant.layout import write_glc25_patch
-
                         filled = np.where(np.isnan(data), -1, data).astype(np.int16)
                         written.append(write_glc25_patch(target, filled, transform_, patch_crs, nodata=-1))
                     else:

@@ -77,7 +77,6 @@ class _Source:
         self.transform = self.ds.transform
         self.inverse = ~self.transform
         self.width, self.height = self.ds.width, self.ds.height
-        self.dtype = np.dtype(self.ds.dtypes[bands[0] - 1])
         self.nodata = [self._nodata_in_dtype(self.ds.nodatavals[b - 1], b) for b in bands]
         flags = [self.ds.mask_flag_enums[b - 1] for b in bands]
         self.need_masks = any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags)
@@ -349,12 +348,15 @@ class Patches:
         """``x * mul + add`` in place (per channel: [C, 1, 1] or scalars), on the fine grids:
         a pixel is shared by every patch over it (41 patches of 64 px at 10 m per 100 m
         cell), so this costs a small share of normalising the patches. NaN stays NaN."""
+        # [C, 1, 1] broadcasts over fine grids [C, H, W] and gathered patches [k, C, P, P]
+        mul = None if mul is None else np.reshape(mul, (-1, 1, 1))
+        add = None if add is None else np.reshape(add, (-1, 1, 1))
         for piece in self._pieces:
             data = piece[1]
             if mul is not None:
-                data *= mul if len(piece) == 2 else np.reshape(mul, (-1, 1, 1))
+                data *= mul
             if add is not None:
-                data += add if len(piece) == 2 else np.reshape(add, (-1, 1, 1))
+                data += add
 
     def selection(self, which: np.ndarray | None = None) -> PatchSelection:
         """The patches of the points selected by bool ``which`` (default all), in point
@@ -441,10 +443,7 @@ def _copy_runs(out, where, fine, rows, cols, p) -> None:
         if b - a == 1:
             out[where[a]] = windows[rows[a], cols[a]]
             continue
-        d = int(cols[a + 1] - cols[a])
-        if not np.all(np.diff(cols[a:b]) == d):  # a run split mid-way by the step check
-            out[where[a:b]] = windows[rows[a:b], cols[a:b]]
-            continue
+        d = int(cols[a + 1] - cols[a])  # one step through the run (a step change breaks it)
         view = windows[rows[a], int(cols[a]) : int(cols[b - 1]) + 1 : d]
         np.copyto(out[where[a] : where[a] + (b - a)], view)
 
@@ -510,9 +509,6 @@ class _Sampler:
 
 class PointSampler(_Sampler):
     """Values of the source pixels containing points given in ``crs``."""
-
-    def __init__(self, refs: Sequence[BandRef], crs):
-        super().__init__(refs, crs)
 
     def sample(self, xs, ys) -> np.ndarray:
         """float32 [N, len(refs)], NaN where nodata or outside the source."""

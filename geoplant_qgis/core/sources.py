@@ -77,7 +77,13 @@ def find_band(name: str, raster_paths: Sequence) -> BandRef | None:
     First a band whose description matches (rasters and bands in order), else a one-band
     raster whose file stem matches.
     """
-    return _find(name, _catalogue(raster_paths))
+    return find_bands([name], raster_paths)[name]
+
+
+def find_bands(names: Sequence[str], raster_paths: Sequence) -> dict[str, BandRef | None]:
+    """:func:`find_band` for several names, each raster opened once for all of them."""
+    catalogue = _catalogue(raster_paths)
+    return {name: _find(name, catalogue) for name in names}
 
 
 def _parse_band(text: str, where: str) -> int:
@@ -179,7 +185,7 @@ def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None
     if mapping is None or isinstance(mapping, str | os.PathLike):
         mapping = parse_mapping(mapping)
     by_key = {normalise_name(k): (k, v) for k, v in mapping.items()}
-    catalogue = _catalogue(raster_paths)
+    catalogue = None  # the rasters are opened only when a name is not in the mapping
     resolved: dict[str, BandRef] = {}
     missing: list[str] = []
     for name in names:
@@ -189,6 +195,8 @@ def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None
         if hit is not None:
             resolved[name] = _check_ref(name, hit[1])
             continue
+        if catalogue is None:
+            catalogue = _catalogue(raster_paths)
         ref = _find(name, catalogue)
         if ref is None:
             missing.append(name)

@@ -540,18 +540,21 @@ class GeoPlantDock(QgsDockWidget):
 
     def match_inputs(self, keep_choices=True):
         """Match each variable to a project raster layer and band with the engine's rules."""
-        from ..core.sources import find_band
+        from ..core.sources import find_bands
 
         available = self._raster_layers()
         paths = [path for _, path in available]
-        for name, layer_combo, band_combo in self.rows:
-            if keep_choices and self._row_choice(layer_combo, band_combo) is not None:
-                continue
-            ref = None
-            try:
-                ref = find_band(name, paths) if paths else None
+        rows = [
+            row for row in self.rows if not (keep_choices and self._row_choice(row[1], row[2]) is not None)
+        ]
+        found = {}
+        if rows and paths:
+            try:  # every project raster opened once for all the variables
+                found = find_bands([name for name, _, _ in rows], paths)
             except GeoPlantError as error:
-                _log(f"Matching {name}: {error}", Qgis.Warning)
+                _log(f"Matching the inputs: {error}", Qgis.Warning)
+        for name, layer_combo, band_combo in rows:
+            ref = found.get(name)
             layer = None
             if ref is not None:
                 layer = next((lyr for lyr, path in available if _same_path(path, str(ref.path))), None)

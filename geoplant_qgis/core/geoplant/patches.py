@@ -22,8 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputDataError
-from ..progress import ScaledProgress
-from .layout import PATCH_BANDS, glc24_patch_relpath, glc25_patch_relpath, remove_written, safe_join
+from ..progress import ScaledProgress, as_progress
+from .layout import (
+    PATCH_BANDS,
+    glc24_patch_relpath,
+    glc25_patch_relpath,
+    remove_written,
+    safe_join,
+    write_glc25_patch,
+)
 
 GLC24 = "glc24"
 GLC25 = "glc25"
@@ -354,8 +361,6 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     lats) -> bool mask`` select the surveys by position. A failed or cancelled run
     removes what it wrote. Returns an :class:`ExportResult`.
     """
-    from ..progress import as_progress
-    from .layout import glc25_patch_relpath, write_glc25_patch
     from .observations import survey_table
 
     progress = as_progress(progress)
