@@ -37,6 +37,7 @@ from .geotiff import (
     check_band_count,
     check_disk_space,
     estimate_bytes,
+    probability_band_description,
     publish_all,
     species_csv_text,
     topk_style_qml,
@@ -803,7 +804,7 @@ def predict(
             dtype="float32",
             nodata=PROBABILITY_NODATA,
             resampling="average",
-            descriptions=[f"{s.name} ({s.id})" for s in kept],
+            descriptions=[probability_band_description(s.name, s.id) for s in kept],
         )
     for key, spec in specs.items():
         check_band_count(spec["count"], f"The {key} raster {os.path.basename(outputs[key])}")
@@ -1078,13 +1079,15 @@ def _put_until(q: queue.Queue, item, stop) -> None:
 def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch=4096) -> np.ndarray:
     """Probabilities of every species of the card at arbitrary points: float32 [N, S].
 
+    ``model_path``: an ONNX file, or a :class:`LoadedModel` already read.
+
     ``xs``, ``ys`` in ``crs``; rows of points where an input has no data are NaN. Patch
     inputs are cut in the card's grid CRS (else EPSG:3035) when ``crs`` is geographic.
     """
     from rasterio.crs import CRS
     from rasterio.warp import transform
 
-    model = LoadedModel(model_path)
+    model = model_path if isinstance(model_path, LoadedModel) else LoadedModel(model_path)
     card = model.card
     xs = np.asarray(xs, dtype=np.float64).ravel()
     ys = np.asarray(ys, dtype=np.float64).ravel()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import math
 import os
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -439,8 +438,6 @@ def write_report_html(path, result: Evaluation, title: str = "GeoPlant evaluatio
 
 # ----------------------------------------------------------------------------- end to end
 
-_BAND_ID = re.compile(r"\((-?\d+)\)\s*$")
-
 
 def surveys_from_csv(path, progress=None):
     """A presence-absence CSV -> DataFrame surveyId, x, y (lon, lat in EPSG:4326), speciesIds."""
@@ -460,27 +457,21 @@ def sample_prediction_rasters(paths, xs, ys, crs) -> tuple[np.ndarray, np.ndarra
 
     Returns (species ids [S], float32 [N, S]; NaN where a raster has no data).
     """
-    import rasterio
-
+    from .geotiff import species_id_of_band
     from .sampling import PointSampler
-    from .sources import BandRef
+    from .sources import BandRef, raster_band_names
 
     refs, ids = [], []
     for path in paths:
-        try:
-            with rasterio.open(path) as src:
-                descriptions = src.descriptions
-        except Exception as error:  # rasterio raises its own types
-            raise InputDataError(f"Cannot open the prediction raster {path}: {error}") from None
-        for band, text in enumerate(descriptions, start=1):
-            match = _BAND_ID.search(text or "")
-            if match is None:
+        for band, text in enumerate(raster_band_names(path), start=1):
+            species_id = species_id_of_band(text)
+            if species_id is None:
                 raise InputDataError(
                     f"Band {band} of {os.path.basename(path)} is not a species probability band: its "
                     f"description {text!r} does not end with '(<species id>)' as predict writes them."
                 )
             refs.append(BandRef(os.fspath(path), band))
-            ids.append(int(match.group(1)))
+            ids.append(species_id)
     if not refs:
         raise InputDataError("PREDICTIONS holds no raster band.")
     if len(set(ids)) != len(ids):
@@ -522,13 +513,12 @@ def evaluate_surveys(
         species_ids, probs = sample_prediction_rasters(predictions, xs, ys, crs)
         source = f"prediction rasters: {', '.join(os.path.basename(os.fspath(p)) for p in predictions)}"
     elif model:
-        from .engine import predict_points
-        from .modelcard import read_model_card
+        from .engine import LoadedModel, predict_points
 
-        card = read_model_card(model)
-        species_ids = np.asarray([s.id for s in card.species], dtype=np.int64)
+        loaded = LoadedModel(model)  # the card read once, for the ids and the run
+        species_ids = np.asarray([s.id for s in loaded.card.species], dtype=np.int64)
         progress.info(f"Predicting {len(species_ids)} species at {len(xs)} surveys with {model}")
-        probs = predict_points(model, list(rasters), xs, ys, crs, mapping=mapping)
+        probs = predict_points(loaded, list(rasters), xs, ys, crs, mapping=mapping)
         source = f"model {os.path.basename(os.fspath(model))}"
     else:
         raise InputDataError("Give a MODEL (with its RASTERS) or PREDICTIONS to evaluate.")
@@ -540,7 +530,6 @@ def evaluate_surveys(
     dropped = result.extra.get("dropped_surveys", 0)
     if dropped:
         progress.warning(f"{dropped} survey(s) fall on nodata or outside the rasters and were left out.")
-    summary = result.summary()
     line = f"F1@{k} {result.f1:.4f}, recall@{k} {result.recall:.4f}, AUC micro {result.auc_micro:.4f}"
     if result.baseline is not None:
         line += f"; naive baseline F1@{k} {result.baseline['f1']:.4f}"
@@ -550,5 +539,4 @@ def evaluate_surveys(
     if output_report:
         write_report_html(output_report, result, title, notes={"predictions from": source})
     progress.set_progress(100)
-    result.extra["summary"] = summary
     return result

@@ -23,6 +23,7 @@ import functools
 import io
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,19 @@ TILE = 256
 STRIP_BUFFER_BYTES = 96 * 1024 * 1024
 OVERVIEW_FACTOR = 4.0 / 3.0  # 1 + 1/4 + 1/16 + ...
 SPECIES_CSV_SUFFIX = "_species.csv"
+_BAND_SPECIES_ID = re.compile(r"\((-?\d+)\)\s*$")
+
+
+def probability_band_description(name: str, species_id: int) -> str:
+    """The description of a probability band: "<name> (<id>)"."""
+    return f"{name} ({int(species_id)})"
+
+
+def species_id_of_band(description: str | None) -> int | None:
+    """The species id of a probability band's description (:func:`probability_band_description`),
+    or None when the description is not one."""
+    match = _BAND_SPECIES_ID.search(description or "")
+    return int(match.group(1)) if match else None
 
 
 @functools.lru_cache(maxsize=1)

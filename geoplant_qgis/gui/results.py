@@ -24,6 +24,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..core.geotiff import species_id_of_band
 from ..processing.styles import style_probability, style_richness
 
 RICHNESS = "richness"
@@ -158,7 +159,7 @@ def identify_outputs(point, point_crs: QgsCoordinateReferenceSystem, outputs: di
                 if value is None:
                     continue
                 found = True
-                sid = _id_from_description(description)
+                sid = species_id_of_band(description)
                 probabilities[sid if sid is not None else description] = float(value)
     path = outputs.get(TOPK)
     if path and os.path.exists(path):
@@ -176,14 +177,3 @@ def identify_outputs(point, point_crs: QgsCoordinateReferenceSystem, outputs: di
     if not found:
         return None
     return {"richness": richness, "species": species}
-
-
-def _id_from_description(description: str):
-    """'Quercus ilex (123)' -> 123."""
-    text = description.strip()
-    if text.endswith(")") and "(" in text:
-        try:
-            return int(text[text.rindex("(") + 1 : -1])
-        except ValueError:
-            return None
-    return None
