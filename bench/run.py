@@ -32,6 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+from make_world import write_tif  # noqa: E402 (tools/)
 
 CRS = "EPSG:3035"
 X0, Y0 = 4_000_000.0, 2_900_000.0  # south-west corner of the reference area (central Europe)
@@ -43,28 +45,8 @@ TOP_K = 25
 # --- data and models -------------------------------------------------------------------
 
 
-def _write(path, array, crs, transform, nodata=None, descriptions=None):
-    import rasterio
-
-    array = array if array.ndim == 3 else array[None]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=array.shape[2],
-        height=array.shape[1],
-        count=array.shape[0],
-        dtype=array.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-    ) as dst:
-        dst.write(array)
-        for i, d in enumerate(descriptions or [], start=1):
-            dst.set_band_description(i, d)
+#: the bench's source rasters: tiled 256 x 256, not compressed (reading them is what is timed)
+UNCOMPRESSED = {"tiled": True, "compress": None}
 
 
 def make_climate(folder: Path, side_km: float) -> list[str]:
@@ -90,13 +72,17 @@ def make_climate(folder: Path, side_km: float) -> list[str]:
         field = (np.sin(glon * (0.7 + 0.1 * i)) * 10 + np.cos(glat * (1.1 + 0.05 * i)) * 5 + i).astype(
             np.float32
         )
-        _write(paths[i - 1], field, "EPSG:4326", from_origin(w, n, res, res), nodata=-9999.0)
+        write_tif(
+            paths[i - 1], field, from_origin(w, n, res, res), "EPSG:4326", -9999.0, tiled=True, compress=None
+        )
     res = 1.0 / 3600.0
     cols, rows = int(np.ceil((e - w) / res)), int(np.ceil((n - s) / res))
     c = np.arange(cols, dtype=np.float32)[None, :]
     r = np.arange(rows, dtype=np.float32)[:, None]
     elevation = (200 + 150 * np.sin(c / 700.0) * np.cos(r / 500.0) + (c + r) % 7).astype(np.int16)
-    _write(paths[-1], elevation, "EPSG:4326", from_origin(w, n, res, res), nodata=-32768)
+    write_tif(
+        paths[-1], elevation, from_origin(w, n, res, res), "EPSG:4326", -32768, tiled=True, compress=None
+    )
     stamp.touch()
     return paths
 
@@ -111,13 +97,14 @@ def make_mosaic(folder: Path, side_km: float) -> list[str]:
         px = int(side_km * 100) + 200  # 1 km margin each side
         rng = np.random.default_rng(7)
         data = rng.integers(1, 4000, size=(4, px, px), dtype=np.uint16)
-        _write(
+        write_tif(
             path,
             data,
-            CRS,
             from_origin(X0 - 1000, Y0 + side_km * 1000 + 1000, 10, 10),
-            nodata=0,
-            descriptions=["red", "green", "blue", "nir"],
+            CRS,
+            0,
+            ["red", "green", "blue", "nir"],
+            **UNCOMPRESSED,
         )
     return [str(path)]
 
@@ -241,19 +228,8 @@ def make_cnn(path: Path, n_species: int = 100) -> str:
 # --- child processes -------------------------------------------------------------------
 
 
-def run_child(args: list[str], env=None, timeout=3600) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of a child process (os.wait4's rusage)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    out, err = proc.communicate(timeout=timeout)  # reaps the child: rusage from wait4 below is lost
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{args[:3]} failed ({proc.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
-    return seconds, float("nan"), out
-
-
 def run_measured(args: list[str], env=None) -> tuple[float, float, str]:
-    """Like run_child, with the child's peak RSS (MB) from os.wait4."""
+    """(wall seconds, peak RSS in MB, stdout) of a child process (its rusage from os.wait4)."""
     import tempfile
 
     started = time.perf_counter()
@@ -405,10 +381,10 @@ def naive_per_cell(spec: dict) -> None:
     os._exit(0)  # skip QGIS's teardown (it may crash at exit with layers alive)
 
 
-def child(spec: dict, measured: bool = True) -> tuple[float, float, dict]:
+def child(spec: dict) -> tuple[float, float, dict]:
     args = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    seconds, rss, out = run_measured(args, env) if measured else run_child(args, env)
+    seconds, rss, out = run_measured(args, env)
     return seconds, rss, json.loads(out.strip().splitlines()[-1])
 
 
@@ -417,26 +393,16 @@ def child(spec: dict, measured: bool = True) -> tuple[float, float, dict]:
 
 def install_plugin(workdir: Path) -> Path | None:
     """`make build` + tools/install_plugin.py into a scratch profile; None if not possible."""
-    tool = ROOT / "tools" / "install_plugin.py"
-    if not tool.exists() or not Path("/usr/bin/qgis_process.bin").exists():
+    if not Path("/usr/bin/qgis_process.bin").exists():
         return None
+    import install_plugin as installer  # tools/
+
     profile = workdir / "profile"
-    subprocess.run(["make", "-s", "build"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        [
-            sys.executable,
-            str(tool),
-            "--build",
-            str(ROOT / "build" / "plugin" / "geoplant_qgis"),
-            "--profile-root",
-            str(profile),
-            "--requirements",
-            str(ROOT / "requirements.txt"),
-            "--constraints",
-            str(ROOT / "constraints.txt"),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
+    installer.install(
+        installer.build_plugin(ROOT),
+        profile,
+        requirements=ROOT / "requirements.txt",
+        constraints=ROOT / "constraints.txt",
     )
     return profile
 
@@ -444,10 +410,9 @@ def install_plugin(workdir: Path) -> Path | None:
 def qgis_process_run(
     profile: Path, model: str, rasters: list[str], side_m: float, out: Path
 ) -> tuple[float, float]:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile))
-    for key in ("PYTHONPATH", "VIRTUAL_ENV"):
-        env.pop(key, None)
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    import install_plugin as installer  # tools/
+
+    env = installer.headless_env(profile)
     args = ["/usr/bin/qgis_process.bin", "run", "geoplant:predict", "--", f"MODEL={model}"]
     args += [f"RASTERS={p}" for p in rasters]
     args += [
@@ -530,15 +495,14 @@ def main(argv=None) -> int:
     cnn = make_cnn(work / "cnn.onnx")
     rows = []
 
-    def core_kwargs(side_m, **extra):
+    def core_kwargs(side_m, prefix=""):
         return dict(
             extent=[X0, Y0, X0 + side_m, Y0 + side_m],
             extent_crs=CRS,
             cell_size=100,
             top_k=TOP_K,
-            output_richness=str(out / "richness.tif"),
-            output_topk=str(out / "topk.tif"),
-            **extra,
+            output_richness=str(out / f"{prefix}richness.tif"),
+            output_topk=str(out / f"{prefix}topk.tif"),
         )
 
     side_m = side_km * 1000
@@ -589,14 +553,6 @@ def main(argv=None) -> int:
     print("patch case ...", flush=True)
     patch_cells = int(patch_km * 10) ** 2
     patch_batch = block_cells_for(cnn)
-    portable = dict(
-        extent=[X0, Y0, X0 + patch_km * 1000, Y0 + patch_km * 1000],
-        extent_crs=CRS,
-        cell_size=100,
-        top_k=TOP_K,
-        output_richness=str(out / "patch_richness.tif"),
-        output_topk=str(out / "patch_topk.tif"),
-    )
     port_s = pcore_s = pinfer_s = float("inf")
     port_rss = pcore_rss = 0.0
     for _ in range(args.repeat):
@@ -609,7 +565,14 @@ def main(argv=None) -> int:
             {"kind": "pipeline", "model": cnn, "rasters": mosaic, "side_m": patch_km * 1000}
         )
         pinfer_s = min(pinfer_s, inference["seconds"])
-        _, rss, pcore = child({"kind": "core", "model": cnn, "rasters": mosaic, "kwargs": portable})
+        _, rss, pcore = child(
+            {
+                "kind": "core",
+                "model": cnn,
+                "rasters": mosaic,
+                "kwargs": core_kwargs(patch_km * 1000, "patch_"),
+            }
+        )
         pcore_s, pcore_rss = min(pcore_s, pcore["seconds"]), max(pcore_rss, rss)
     rows.append(("patch, onnxruntime alone", patch_cells, port_s, port_rss, None))
     rows.append(("patch, engine inference alone", patch_cells, pinfer_s, float("nan"), port_s / pinfer_s))
@@ -617,8 +580,7 @@ def main(argv=None) -> int:
 
     print("naive way (subset) ...", flush=True)
     _, _, naive = child(
-        {"kind": "naive", "model": mlp, "rasters": rasters, "cells": naive_cells, "side_m": side_m},
-        measured=True,
+        {"kind": "naive", "model": mlp, "rasters": rasters, "cells": naive_cells, "side_m": side_m}
     )
     naive_total = naive["seconds_per_cell"] * cells
     rows.append((f"naive (extrapolated from {naive_cells} cells)", cells, naive_total, float("nan"), None))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,8 +14,7 @@ QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # Debian's /usr/bin/qgis_process wra
 
 def build_plugin() -> Path:
     """`make build`: the plugin folder as QGIS sees it."""
-    subprocess.run(["make", "-s", "build"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return BUILD_DIR
+    return install_plugin.build_plugin(ROOT)
 
 
 def install_into(profile_root: Path, with_dependencies: bool = True) -> Path:
@@ -27,15 +25,7 @@ def install_into(profile_root: Path, with_dependencies: bool = True) -> Path:
     )
 
 
-def headless_env(profile_root: Path | None = None) -> dict:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    # The QGIS under test must find its dependencies the way a user's QGIS does: not from our venv.
-    env.pop("PYTHONPATH", None)
-    env.pop("VIRTUAL_ENV", None)
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
-    if profile_root is not None:
-        env["QGIS_CUSTOM_CONFIG_PATH"] = str(profile_root)
-    return env
+headless_env = install_plugin.headless_env
 
 
 def qgis_process(profile_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

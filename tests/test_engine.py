@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 import rasterio
+from make_world import write_tif
 from onnx import TensorProto, helper, numpy_helper
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
@@ -33,26 +34,7 @@ SPECIES_IDS = [10, 3, 7, 42, 1]
 
 
 def write_raster(path, array, crs, transform, nodata=None, descriptions=None):
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[None]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=array.shape[2],
-        height=array.shape[1],
-        count=array.shape[0],
-        dtype=array.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as dst:
-        dst.write(array)
-        if descriptions:
-            for i, d in enumerate(descriptions, start=1):
-                dst.set_band_description(i, d)
-    return str(path)
+    return write_tif(path, array, transform, crs, nodata, descriptions, compress=None)
 
 
 def make_model(

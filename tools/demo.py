@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -40,7 +40,6 @@ import make_world  # noqa: E402
 
 QGIS_PROCESS = os.environ.get("QGIS_PROCESS", "/usr/bin/qgis_process.bin")
 MODEL = os.path.join(ROOT, "geoplant_qgis", "models", "geoplant_demo.onnx")
-PLUGIN = "geoplant_qgis"
 TARGETS = {"f1_ratio_to_baseline": 1.3, "richness_pearson": 0.8}
 
 
@@ -52,23 +51,12 @@ def log(message):
 
 
 def install_plugin(out_dir) -> str:
-    """Build the plugin folder (as ``make build``) and install it in a private profile root."""
+    """Build the plugin folder (``make build``) and install it in a private profile root."""
     import install_plugin as installer
 
-    build = os.path.join(out_dir, ".build", PLUGIN)
-    if os.path.exists(build):
-        shutil.rmtree(build)
-    shutil.copytree(
-        os.path.join(ROOT, PLUGIN), build, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_deps")
-    )
-    for name in ("metadata.txt", "LICENSE", "README.md"):
-        if os.path.exists(os.path.join(ROOT, name)):
-            shutil.copy(os.path.join(ROOT, name), build)
     profile_root = os.path.join(out_dir, "qgis-profile")
-    from pathlib import Path
-
     installer.install(
-        Path(build),
+        installer.build_plugin(Path(ROOT)),
         Path(profile_root),
         requirements=Path(ROOT, "requirements.txt"),
         constraints=Path(ROOT, "constraints.txt"),
@@ -78,8 +66,9 @@ def install_plugin(out_dir) -> str:
 
 def qgis_process(profile_root, algorithm, params: list[tuple[str, str]]) -> tuple[dict, float]:
     """Run one algorithm through qgis_process --json; (results, wall seconds)."""
-    env = dict(os.environ, QGIS_CUSTOM_CONFIG_PATH=profile_root, QT_QPA_PLATFORM="offscreen")
-    env.pop("PYTHONPATH", None)
+    import install_plugin as installer
+
+    env = installer.headless_env(profile_root)
     cmd = [QGIS_PROCESS, "--json", "run", algorithm, "--"] + [f"{k}={v}" for k, v in params]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -24,6 +24,27 @@ DEPS_FOLDER = "_deps"
 STAMP = ".requirements.sha256"
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_plugin(root: Path = ROOT) -> Path:
+    """``make build``: the plugin folder as QGIS sees it (``build/plugin/geoplant_qgis``)."""
+    subprocess.run(["make", "-s", "build"], cwd=root, check=True, stdout=subprocess.DEVNULL)
+    return Path(root) / "build" / "plugin" / "geoplant_qgis"
+
+
+def headless_env(profile_root: Path | None = None) -> dict:
+    """The environment to run QGIS (``qgis_process.bin``, the desktop) without a display and
+    as a user's QGIS runs: nothing from our venv, so it finds its packages the way it will."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("PYTHONPATH", None)
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    if profile_root is not None:
+        env["QGIS_CUSTOM_CONFIG_PATH"] = str(profile_root)
+    return env
+
+
 def default_profile_root() -> Path:
     custom = os.environ.get("QGIS_CUSTOM_CONFIG_PATH")
     if custom:

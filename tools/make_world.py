@@ -333,30 +333,37 @@ def _degree_grid(area_3035, res_deg, pad_deg):
     return from_origin(w, n, res_deg, res_deg), width, height
 
 
-def _write_tif(path, array, transform_, crs, nodata, descriptions, dtype=None, tiled=False):
+def write_tif(
+    path, array, transform_, crs, nodata=None, descriptions=(), tiled=False, compress="deflate"
+) -> str:
+    """A GeoTIFF of ``array`` ([bands,] rows, cols), written under a temporary name then renamed
+    (the world's rasters; the tests' and the bench's fixture rasters too)."""
+    path = os.fspath(path)
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[None]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     profile = {
         "driver": "GTiff",
         "width": array.shape[2],
         "height": array.shape[1],
         "count": array.shape[0],
-        "dtype": dtype or array.dtype.name,
+        "dtype": array.dtype.name,
         "crs": crs,
         "transform": transform_,
         "nodata": nodata,
-        "compress": "deflate",
     }
+    if compress:
+        profile["compress"] = compress
     if tiled:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     tmp = path + ".part"
     with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(array.astype(profile["dtype"]))
-        for i, d in enumerate(descriptions, start=1):
+        dst.write(array)
+        for i, d in enumerate(descriptions or (), start=1):
             dst.set_band_description(i, d)
     os.replace(tmp, path)
+    return path
 
 
 class PublishedRasters:
@@ -403,7 +410,7 @@ def write_env_rasters(land: Landscape, out_dir) -> tuple[dict, PublishedRasters]
             stored = encode(name, land.field(name, xs, ys)).reshape(height, width)
         stored = stored.astype(dtype)
         path = os.path.join(out_dir, "EnvironmentalRasters", folder, f"{name}.tif")
-        _write_tif(path, stored, t, WGS84, nodata, [name])
+        write_tif(path, stored, t, WGS84, nodata, [name])
         paths[name] = path
         published.add(name, stored, t)
     return paths, published
@@ -452,7 +459,7 @@ def write_mosaic(land: Landscape, out_dir, rng):
     stored = np.clip(np.round(refl), 1, 10000).astype(np.uint16)
     stored[:, lc_utm == 0] = 0
     path = os.path.join(out_dir, "SatelliteMosaic", "sentinel2_mosaic_utm31n.tif")
-    _write_tif(path, stored, ut, UTM31N, 0, ["red", "green", "blue", "nir"], tiled=True)
+    write_tif(path, stored, ut, UTM31N, 0, ["red", "green", "blue", "nir"], tiled=True)
     # LAEA 10 m resampling on a grid aligned to multiples of 10 m (patch windows are slices)
     lx0, ly1 = np.floor((left - 1000) / 10) * 10, np.ceil((top + 1000) / 10) * 10
     lw = int(round((right + 1000 - lx0) / 10))
@@ -669,7 +676,7 @@ def make_world(out_dir, seed=0, size_km=30.0, **options) -> dict:
     truth_dir = os.path.join(out_dir, "truth")
     richness = prob.sum(axis=1).reshape(nrow, ncol).astype(np.float32)
     files["true_richness"] = os.path.join(truth_dir, "true_richness.tif")
-    _write_tif(files["true_richness"], richness, gt, LAEA, -9999.0, ["true richness"])
+    write_tif(files["true_richness"], richness, gt, LAEA, -9999.0, ["true richness"])
     prevalence = prob.mean(axis=0)
     order = np.argsort(-prevalence)
     picks = order[np.linspace(0, len(order) // 2, spec.truth_species).astype(int)]
@@ -677,7 +684,7 @@ def make_world(out_dir, seed=0, size_km=30.0, **options) -> dict:
     for j in picks:
         sid = int(community.ids[j])
         path = os.path.join(truth_dir, f"true_suitability_{sid}.tif")
-        _write_tif(
+        write_tif(
             path,
             prob[:, j].reshape(nrow, ncol).astype(np.float32),
             gt,
