@@ -71,8 +71,7 @@ class GeoPlantPlugin:
     def unload(self):
         if self.dock is not None:
             self.iface.removeDockWidget(self.dock)
-            if hasattr(self.dock, "shutdown"):
-                self.dock.shutdown()
+            self.dock.shutdown()
             self.dock.deleteLater()
             self.dock = None
         if self.action is not None:

@@ -259,7 +259,7 @@ def test_fused_and_two_session_pipelines_agree(tmp_path, climate, opset, activat
     # probabilities: columns 4, 0, 2; richness and top-K: all five species
     assert pipeline.fused == (opset >= 13)
     if pipeline.fused:  # the raw output is no longer a graph output
-        assert [o.name for o in pipeline.session.get_outputs()] == [
+        assert [o.name for o in pipeline.sessions[0].get_outputs()] == [
             "geoplant_post/probabilities",
             "geoplant_post/richness",
             "geoplant_post/topk",

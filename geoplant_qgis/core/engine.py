@@ -250,7 +250,6 @@ class Pipeline:
             self.model_sessions = [_session(model.path, threads) for _ in range(self.workers)]
             self.sessions = [_session(post, threads) for _ in range(self.workers)]
             self.names = wanted
-        self.session = self.sessions[0]
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self.keys = wanted

@@ -6,7 +6,6 @@ data to :func:`geoplant_qgis.core.evaluate.evaluate_surveys`.
 
 from __future__ import annotations
 
-import math
 import os
 
 from qgis.core import (
@@ -22,26 +21,19 @@ from qgis.core import (
 
 from ..core.errors import InputDataError, MissingDependencyError
 from .base import GeoPlantAlgorithm
-from .params import add_model_parameters, crs_text, given, raster_paths
-
-
-def _is_null(value) -> bool:
-    return value is None or (hasattr(value, "isNull") and value.isNull())
+from .params import add_model_parameters, crs_text, given, is_null, raster_paths, whole_number
 
 
 def _whole(token) -> int:
-    try:
-        number = float(token)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or not number.is_integer():
+    number = whole_number(token)
+    if number is None:
         raise InputDataError(f"species id {str(token)!r} is not a whole number")
-    return int(number)
+    return number
 
 
 def _parse_ids(value) -> list[int]:
     """speciesIds as written by loadobservations ("12 57 311"), a list, or one id."""
-    if _is_null(value):
+    if is_null(value):
         return []
     if isinstance(value, list | tuple):
         return [_whole(v) for v in value]
@@ -76,7 +68,7 @@ def surveys_from_layer(layer):
     for feature in layer.getFeatures():
         geometry = feature.geometry()
         value = feature["surveyId"]
-        if geometry is None or geometry.isEmpty() or _is_null(value):
+        if geometry is None or geometry.isEmpty() or is_null(value):
             skipped += 1
             continue
         try:

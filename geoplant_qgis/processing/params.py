@@ -6,6 +6,8 @@ everywhere. Everything here runs in the algorithm's thread; core never sees a QG
 
 from __future__ import annotations
 
+import math
+
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
@@ -26,6 +28,20 @@ def given(parameters, name) -> bool:
     if isinstance(value, list | tuple):
         return bool(value)
     return value is not None
+
+
+def is_null(value) -> bool:
+    """None or a NULL QVariant (a feature attribute without a value)."""
+    return value is None or (hasattr(value, "isNull") and value.isNull())
+
+
+def whole_number(value) -> int | None:
+    """``value`` (12, 12.0, "12") as an int when it is a finite whole number, else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def crs_text(crs) -> str | None:

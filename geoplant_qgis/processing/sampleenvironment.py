@@ -20,7 +20,7 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
-from .params import crs_text, given, raster_paths, read_area, read_crs, read_extent
+from .params import crs_text, given, is_null, raster_paths, read_area, read_crs, read_extent, whole_number
 
 ID_FIELD = "surveyId"
 
@@ -77,16 +77,13 @@ def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points
             continue
         point = geometry.vertexAt(0)
         value = feature.attributes()[index]
-        if value is None or (hasattr(value, "isNull") and value.isNull()):
+        if is_null(value):
             continue
         if integer_ids or isinstance(value, float):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise QgsProcessingException(f"{ID_FIELD} '{value}' is not a whole number.") from None
-            if not number.is_integer() or number < 0:
+            number = whole_number(value)
+            if number is None or number < 0:
                 raise QgsProcessingException(f"{ID_FIELD} '{value}' is not a whole number.")
-            value = int(number)
+            value = number
         ids.append(value)
         xs.append(point.x())
         ys.append(point.y())

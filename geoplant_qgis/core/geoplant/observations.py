@@ -402,9 +402,6 @@ class SurveyTable:
     def richness(self) -> np.ndarray:
         return np.diff(self.offsets).astype(np.int64)
 
-    def species_of(self, i: int) -> np.ndarray:
-        return self.species[self.offsets[i] : self.offsets[i + 1]]
-
     def species_strings(self, start: int = 0, stop: int | None = None) -> list[str]:
         """Space-separated species ids of surveys ``start..stop`` (for GIS attribute tables)."""
         stop = len(self) if stop is None else stop

@@ -50,10 +50,6 @@ class GeoPatch:
     crs: object  # rasterio.crs.CRS
     nodata: float | None = None
 
-    @property
-    def bands(self):
-        return PATCH_BANDS
-
 
 def _walk_dirs(folder: str, depth: int = _MAX_DEPTH) -> Iterator[str]:
     """Sub-folders of ``folder`` down to ``depth`` levels, breadth first, without following links."""
