@@ -91,13 +91,14 @@ class PatchDataset:
         if not os.path.isdir(folder):
             raise InputDataError(f"Patch folder not found: {folder}")
         self.folder = os.path.realpath(folder)
-        self.layout = detect_layout(self.folder)
+        subfolders = list(_walk_dirs(self.folder))  # walked once, for the layout and the roots
+        self.layout = detect_layout(self.folder, subfolders)
         self.rgb_roots: list[str] = []
         self.nir_roots: list[str] = []
         self.tiff_roots: list[str] = []
         name = os.path.basename(self.folder)
         if self.layout == GLC24:
-            dirs = [self.folder, *_walk_dirs(self.folder)]
+            dirs = [self.folder, *subfolders]
             self.rgb_roots = [d for d in dirs if _is_rgb(os.path.basename(d))]
             self.nir_roots = [d for d in dirs if _is_nir(os.path.basename(d))]
             if not self.rgb_roots or not self.nir_roots:
@@ -107,7 +108,7 @@ class PatchDataset:
             if _has_cd_folders(self.folder) and name.lower() != "satelitepatches":
                 self.tiff_roots = [self.folder]
             else:
-                self.tiff_roots = [d for d in _walk_dirs(self.folder) if _has_cd_folders(d)]
+                self.tiff_roots = [d for d in subfolders if _has_cd_folders(d)]
             if not self.tiff_roots:
                 raise InputDataError(f"{self.folder} has no CD/AB/<id>.tiff patch folders.")
 
@@ -163,9 +164,10 @@ class PatchDataset:
                             seen.add(int(stem))
                             yield int(stem)
 
-    def read(self, survey_id, lon=None, lat=None) -> GeoPatch:
-        """The survey's patch; GLC24 needs the survey position (``lon``, ``lat`` WGS84)."""
-        found = self.find(survey_id)
+    def read(self, survey_id, lon=None, lat=None, found=None) -> GeoPatch:
+        """The survey's patch; GLC24 needs the survey position (``lon``, ``lat`` WGS84).
+        ``found``: what :meth:`find` gave for it, when the caller already asked."""
+        found = self.find(survey_id) if found is None else found
         if found is None:
             raise InputDataError(f"No patch for survey {survey_id} in {self.folder}.")
         if self.layout == GLC25:
@@ -175,20 +177,22 @@ class PatchDataset:
         return read_glc24_patch(found[0], found[1], lon, lat)
 
 
-def detect_layout(folder) -> str:
+def detect_layout(folder, subfolders=None) -> str:
     """``"glc24"`` (``*_patches_rgb`` / ``*_patches_nir`` folders) or ``"glc25"``
-    (``SatelitePatches`` or CD/AB folders of ``.tiff`` files), from folder names only."""
+    (``SatelitePatches`` or CD/AB folders of ``.tiff`` files), from folder names only.
+    ``subfolders``: ``folder``'s sub-folders when the caller has already walked them."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise InputDataError(f"Patch folder not found: {folder}")
+    if subfolders is None:
+        subfolders = list(_walk_dirs(folder))
     own = os.path.basename(os.path.realpath(folder))
-    names = [own] + [os.path.basename(d) for d in _walk_dirs(folder)]
+    names = [own] + [os.path.basename(d) for d in subfolders]
     if any(_is_rgb(n) or _is_nir(n) for n in names):
         return GLC24
     if any(n.lower() in ("satelitepatches", "satellitepatches") for n in names):
         return GLC25
-    candidates = [folder, *_walk_dirs(folder)]
-    for d in candidates:
+    for d in [folder, *subfolders]:
         if _has_cd_folders(d):
             for dirpath, _dirs, files in os.walk(d):
                 if any(f.lower().endswith((".tif", ".tiff")) for f in files):
@@ -368,27 +372,30 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     if metadata is not None:
         table = survey_table(metadata, progress=ScaledProgress(progress, 0, 20), bounds=bounds)
         attrs = table.attributes
-        candidates = list(
-            zip(attrs["surveyId"].tolist(), attrs["lon"].tolist(), attrs["lat"].tolist(), strict=True)
-        )
+        lons, lats = attrs["lon"].to_numpy(), attrs["lat"].to_numpy()
+        # the AREA test once for every survey, not once per survey
+        inside = np.asarray(predicate(lons, lats), dtype=bool) if predicate is not None else None
+        candidates = list(zip(attrs["surveyId"].tolist(), lons.tolist(), lats.tolist(), strict=True))
     elif dataset.layout == GLC24:
         raise InputDataError(
             "GLC24 patches carry no georeferencing: give the metadata CSV with the survey positions."
         )
     else:
         candidates = [(sid, None, None) for sid in dataset.survey_ids()]
+        inside = None
     written, ids = [], []
     missing = outside = 0
     try:
         for i, (survey_id, lon, lat) in enumerate(candidates):
             progress.check_cancelled()
-            if lon is not None and not _inside(lon, lat, None, predicate):
+            if lon is not None and inside is not None and not inside[i]:
                 outside += 1
                 continue
-            if dataset.find(survey_id) is None:
+            found = dataset.find(survey_id)
+            if found is None:
                 missing += 1
                 continue
-            patch = dataset.read(survey_id, lon, lat)
+            patch = dataset.read(survey_id, lon, lat, found=found)
             if lon is None:
                 c_lon, c_lat = _centres_lonlat(patch)
                 if not _inside(c_lon, c_lat, bounds, predicate):
