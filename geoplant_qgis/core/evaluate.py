@@ -45,6 +45,11 @@ def _as_id_sets(lists) -> list[np.ndarray]:
     return [np.unique(np.asarray(list(s), dtype=np.int64)) for s in lists]
 
 
+def _mean_recall(recall: np.ndarray) -> float:
+    """Mean over the surveys with an observation (NaN recall: nothing observed)."""
+    return float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan")
+
+
 def set_scores(true_lists, predicted_lists) -> dict:
     """Per-survey TP, F1 and recall of predicted id sets against observed id sets.
 
@@ -149,7 +154,7 @@ def reliability_bins(presence, probabilities, n_bins: int = 10) -> dict:
 
 def most_frequent_species(train_lists, k: int = DEFAULT_K) -> np.ndarray:
     """The ``k`` species ids present in the most training surveys (ties: smaller id first)."""
-    flat = np.concatenate([np.unique(np.asarray(list(s), dtype=np.int64)) for s in train_lists] or [[]])
+    flat = np.concatenate(_as_id_sets(train_lists) or [[]])
     if flat.size == 0:
         raise InputDataError("The training surveys hold no species; the naive baseline needs some.")
     ids, counts = np.unique(flat.astype(np.int64), return_counts=True)
@@ -244,7 +249,7 @@ def evaluate(
         n_surveys=int(len(true_sets)),
         n_species=int(species_ids.size),
         f1=float(scores["f1"].mean()),
-        recall=float(np.nanmean(scores["recall"])) if np.isfinite(scores["recall"]).any() else float("nan"),
+        recall=_mean_recall(scores["recall"]),
         auc_micro=roc_auc(presence, probs),
         auc_macro=auc_m,
         auc_macro_species=auc_n,
@@ -266,9 +271,7 @@ def evaluate(
         base = set_scores(true_sets, [naive] * len(true_sets))
         result.baseline = {
             "f1": float(base["f1"].mean()),
-            "recall": float(np.nanmean(base["recall"]))
-            if np.isfinite(base["recall"]).any()
-            else float("nan"),
+            "recall": _mean_recall(base["recall"]),
             "species": naive.tolist(),
             "per_survey_f1": base["f1"],
         }
