@@ -698,9 +698,11 @@ def test_a_late_rename_failure_publishes_nothing(tmp_path, climate, monkeypatch)
     (out / "r.tif").write_bytes(b"old richness")
     (out / "t.tif").write_bytes(b"old top-k")
     real_replace = os.replace
+    failed = []
 
-    def replace(src, dst):
-        if os.path.basename(dst) == "t.tif" and ".tmp." in os.path.basename(src):
+    def replace(src, dst):  # the new top-K raster's move onto t.tif (the first one) fails
+        if os.path.basename(dst) == "t.tif" and not failed:
+            failed.append(src)
             raise PermissionError(13, "Permission denied", src, None, dst)
         return real_replace(src, dst)
 

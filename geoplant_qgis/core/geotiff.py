@@ -25,7 +25,6 @@ import math
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from xml.sax.saxutils import quoteattr
 
@@ -278,11 +277,10 @@ class GeoTiffWriter:
         check_band_count(self.count, os.path.basename(self.path))
         if self.descriptions is not None and len(self.descriptions) != self.count:
             raise ValueError("one description per band")
-        folder = _existing_folder(self.path)
+        _existing_folder(self.path)
         for target in self.sidecars:
             _existing_folder(target)
-        stem = os.path.splitext(os.path.basename(self.path))[0]
-        self.tmp_path = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp.tif")
+        self.tmp_path = temporary_sibling(self.path)
         row_bytes = self.width * self.count * self.dtype.itemsize
         tile_h = TILE
         while tile_h > 16 and row_bytes * tile_h > buffer_bytes:
