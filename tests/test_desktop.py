@@ -12,14 +12,11 @@ import shutil
 import subprocess
 
 import numpy as np
-import onnx
 import pytest
 import rasterio
 from rasterio.transform import from_origin
 from support import ROOT, headless_env, install_into
-from tiny_models import linear_point_model
-
-from geoplant_qgis.core.modelcard import embed_model_card
+from tiny_models import save_linear_point_model
 
 pytestmark = pytest.mark.desktop
 ARTIFACTS = ROOT / "test-artifacts"
@@ -27,7 +24,8 @@ SCRIPT = ROOT / "tests" / "scripts" / "desktop_dock.py"
 
 
 def make_inputs(folder):
-    model, card = linear_point_model(
+    model_path = save_linear_point_model(
+        folder / "demo.onnx",
         weights=[[0.5, -1.0, 0.0, 0.3], [0.25, 0.5, -2.0, 0.1]],
         species=[
             {"id": 1361, "name": "Quercus ilex"},
@@ -36,8 +34,6 @@ def make_inputs(folder):
             {"id": 9931, "name": "Cistus albidus"},
         ],
     )
-    model_path = folder / "demo.onnx"
-    onnx.save(embed_model_card(model, card), str(model_path))
     rows, cols = np.mgrid[0:60, 0:80]
     rasters = []
     for name, values in (

@@ -21,9 +21,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from rasterio.transform import from_origin
-from tiny_models import linear_point_model
-
-from geoplant_qgis.core.modelcard import embed_model_card
+from tiny_models import linear_point_model, save_linear_point_model
 
 # The tiny model: logits = [bio1, bio12] @ W + b, sigmoid; species ids 100, 101, 102
 W = np.array([[0.5, -1.0, 0.0], [0.25, 0.5, -2.0]], dtype=np.float32)
@@ -59,9 +57,7 @@ def write_raster(path, values, nodata=-9999.0, description=None):
 @pytest.fixture
 def world(tmp_path):
     """Model + two rasters (file names match the variables) with known values."""
-    model, card = linear_point_model(weights=W, bias=B)
-    model_path = tmp_path / "tiny.onnx"
-    onnx.save(embed_model_card(model, card), str(model_path))
+    model_path = save_linear_point_model(tmp_path / "tiny.onnx", weights=W, bias=B)
     rows, cols = np.mgrid[0:ROWS, 0:COLS]
     bio1 = (rows * 0.3 - cols * 0.2).astype(np.float32)
     bio12 = (np.sin(rows + 2 * cols) * 2).astype(np.float32)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import math
 
-import onnx
 import pytest
-from tiny_models import linear_point_model
+from tiny_models import save_linear_point_model
 
 from geoplant_qgis.core import estimate
 from geoplant_qgis.core.errors import InputDataError, ModelCardError
-from geoplant_qgis.core.modelcard import embed_model_card
 
 
 @pytest.fixture
 def tiny_model(tmp_path):
-    model, card = linear_point_model()
-    path = tmp_path / "tiny.onnx"
-    onnx.save(embed_model_card(model, card), str(path))
-    return path
+    return save_linear_point_model(tmp_path / "tiny.onnx")
 
 
 def test_grid_size_is_the_engines_snapped_grid():

@@ -184,18 +184,19 @@ def _pa_csv(path, surveys):
     return str(path)
 
 
+# three surveys (id, x, y in EPSG:3035, species) over the test prediction raster
+THREE_SURVEYS = [
+    (1, 3_801_500, 2_295_500, [10, 30]),
+    (2, 3_803_500, 2_291_500, [20]),
+    (3, 3_808_500, 2_292_500, [40]),
+]
+
+
 def test_processing_evaluate_predictions(tmp_path, geoplant_provider):
     import processing
 
     pred = _write_predictions(tmp_path / "p.tif", ["a (10)", "b (20)", "c (30)", "d (40)"])
-    surveys = _pa_csv(
-        tmp_path / "pa.csv",
-        [
-            (1, 3_801_500, 2_295_500, [10, 30]),
-            (2, 3_803_500, 2_291_500, [20]),
-            (3, 3_808_500, 2_292_500, [40]),
-        ],
-    )
+    surveys = _pa_csv(tmp_path / "pa.csv", THREE_SURVEYS)
     train = _pa_csv(
         tmp_path / "train.csv", [(7, 3_801_000, 2_295_000, [20, 40]), (8, 3_801_000, 2_295_000, [20])]
     )
@@ -258,14 +259,7 @@ def test_processing_evaluate_surveys_from_loadobservations_layer(tmp_path, geopl
     import processing
 
     pred = _write_predictions(tmp_path / "p.tif", ["a (10)", "b (20)", "c (30)", "d (40)"])
-    surveys = _pa_csv(
-        tmp_path / "pa.csv",
-        [
-            (1, 3_801_500, 2_295_500, [10, 30]),
-            (2, 3_803_500, 2_291_500, [20]),
-            (3, 3_808_500, 2_292_500, [40]),
-        ],
-    )
+    surveys = _pa_csv(tmp_path / "pa.csv", THREE_SURVEYS)
     layer = processing.run(
         "geoplant:loadobservations",
         {"INPUT": surveys, "AGGREGATE": aggregate, "OUTPUT": str(tmp_path / "obs.gpkg")},
@@ -279,41 +273,21 @@ def test_processing_evaluate_surveys_from_loadobservations_layer(tmp_path, geopl
     assert out["BASELINE_F1"] is None
 
 
-def _linear_model(path, weights, bias):
-    """A hand-made ONNX model: logits = x * weights + bias on one point variable 'Elev'."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from geoplant_qgis.core.modelcard import embed_model_card
-
-    w = helper.make_tensor("w", TensorProto.FLOAT, [1, len(weights)], list(map(float, weights)))
-    b = helper.make_tensor("b", TensorProto.FLOAT, [len(weights)], list(map(float, bias)))
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["logits"])],
-        "linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", len(weights)])],
-        initializer=[w, b],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    card = {
-        "format": "geoplant-onnx/1",
-        "species": [{"id": 10 * (i + 1), "name": f"s{i}"} for i in range(len(weights))],
-        "output": {"name": "logits", "activation": "sigmoid"},
-        "inputs": [{"name": "x", "kind": "point", "variables": ["Elev"]}],
-    }
-    onnx.save(embed_model_card(model, card), path)
-    return str(path)
-
-
 def test_processing_evaluate_with_a_model(tmp_path, geoplant_provider):
     """MODEL + RASTERS: the model is run at the surveys; scores equal the hand computation."""
     import processing
     import rasterio
     from rasterio.transform import from_origin
+    from tiny_models import save_linear_point_model
 
-    model = _linear_model(tmp_path / "m.onnx", weights=[1.0, -1.0, 0.5], bias=[0.0, 0.0, 0.2])
+    # logits = Elev * [1, -1, 0.5] + [0, 0, 0.2], species 10, 20, 30
+    model = save_linear_point_model(
+        tmp_path / "m.onnx",
+        weights=[[1.0, -1.0, 0.5]],
+        bias=[0.0, 0.0, 0.2],
+        variables=("Elev",),
+        species=[{"id": 10 * (i + 1), "name": f"s{i}"} for i in range(3)],
+    )
     elev = tmp_path / "Elev.tif"
     data = np.array([[2.0, -2.0], [0.1, -0.1]], dtype=np.float32)  # 4 cells of 1 km
     with rasterio.open(

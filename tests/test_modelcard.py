@@ -33,13 +33,13 @@ CARD = {
 }
 
 
-def make_model(inputs, outputs, card=CARD, n_species=2):
+def make_model(inputs, outputs, card=CARD):
     """A graph: output = sum over inputs flattened through fixed matrices (here just a MatMul on env)."""
     nodes, inits, graph_inputs = [], [], []
     for name, shape in inputs:
         graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
     first = inputs[0][0]
-    w = np.arange(2 * n_species, dtype=np.float32).reshape(2, n_species)
+    w = np.arange(4, dtype=np.float32).reshape(2, 2)  # the card's two species
     inits.append(helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()))
     nodes.append(helper.make_node("MatMul", [first, "w"], [outputs[0][0]]))
     graph_outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs]
@@ -274,9 +274,7 @@ def test_invalid_json_and_wrong_format(tmp_path):
     ],
 )
 def test_card_not_matching_graph(tmp_path, inputs, outputs, message):
-    d = copy.deepcopy(CARD)
-    d["output"]["name"] = "logits"
-    model = make_model(inputs, outputs, card=d)
+    model = make_model(inputs, outputs)  # CARD's output is "logits"
     with pytest.raises(ModelCardError, match="does not match its graph") as info:
         read_model_card(save(model, tmp_path))
     assert message in str(info.value)

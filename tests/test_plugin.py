@@ -209,14 +209,10 @@ def test_qgis_process_lists_the_algorithms(installed_profile):
 
 @pytest.mark.qgis_process
 def test_qgis_process_runs_an_algorithm(installed_profile, tmp_path):
-    from tiny_models import linear_point_model
+    from tiny_models import linear_point_model, save_linear_point_model
 
-    from geoplant_qgis.core.modelcard import embed_model_card
-
-    model_path = tmp_path / "tiny.onnx"
-    model, card = linear_point_model()
-    embed_model_card(model, card)
-    model_path.write_bytes(model.SerializeToString())
+    model_path = save_linear_point_model(tmp_path / "tiny.onnx")
+    _, card = linear_point_model()
     out_json = tmp_path / "card.json"
     done = qgis_process(
         installed_profile, "run", "geoplant:modelinfo", "--", f"MODEL={model_path}", f"OUTPUT_JSON={out_json}"

@@ -197,13 +197,15 @@ def test_appended_grouped_topk_every_opset(opset):
 def linear_model(tmp_path, seed: int, ids: list[int], s: int = 40):
     """A 2-variable linear model with sigmoid over ``s`` species (ids ``ids``): (path, p(x))
     with p the probabilities computed in float64, and the seeded generator for the rows."""
-    from test_engine import make_model
+    from tiny_models import save_linear_point_model
 
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(2, s)).astype(np.float32)
     b = rng.normal(size=s).astype(np.float32)
-    inputs = [{"name": "env", "kind": "point", "variables": ["a", "c"]}]
-    model = make_model(tmp_path / "m.onnx", inputs, w, b, species_ids=ids)
+    species = [{"id": i, "name": f"Species {i}"} for i in ids]
+    model = save_linear_point_model(
+        tmp_path / "m.onnx", weights=w, bias=b, variables=("a", "c"), species=species
+    )
     return model, (lambda x: 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w + b)))), rng
 
 

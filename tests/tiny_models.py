@@ -41,3 +41,12 @@ def linear_point_model(
         }
     )
     return model, card
+
+
+def save_linear_point_model(path, **kwargs) -> str:
+    """:func:`linear_point_model` with its card embedded, saved to ``path``; the path."""
+    from geoplant_qgis.core.modelcard import embed_model_card
+
+    model, card = linear_point_model(**kwargs)
+    onnx.save(embed_model_card(model, card), str(path))
+    return str(path)
