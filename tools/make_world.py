@@ -85,8 +85,8 @@ LC_REFLECTANCE = {
     16: (2100, 1900, 1650, 2400),
 }
 
-# Variables: name -> (folder, csv group, pixel size in degrees, dtype, nodata, encode)
-# ``encode`` turns physical units into the stored values (CHELSA: K x 10, mm x 10).
+# Variables: name -> (folder, csv group, pixel size in degrees, dtype, nodata); :func:`encode`
+# turns physical units into the stored values (CHELSA: K x 10, mm x 10).
 VARIABLES = {
     "Bio1": ("Climate", "bioclimatic", 1 / 120, "uint16", 0),
     "Bio4": ("Climate", "bioclimatic", 1 / 120, "uint16", 0),
@@ -198,7 +198,6 @@ class Landscape:
     BASE_M = 40.0
 
     def __init__(self, spec: WorldSpec, rng):
-        self.spec = spec
         (cx,), (cy,) = transform(WGS84, LAEA, [spec.center_lon], [spec.center_lat])
         half = spec.size_km * 500.0
         x0 = np.floor((cx - half) / GRID_CELL_M) * GRID_CELL_M
@@ -238,12 +237,10 @@ class Landscape:
         low = np.argsort(self.elev.ravel())[: n * n // 5]
         towns = rng.choice(low, size=5, replace=False)
         d = np.full((n, n), np.inf)
-        self.town_xy = []
         for t, radius in zip(towns, (2000, 1300, 1000, 800, 700), strict=True):
             ty, tx = divmod(int(t), n)
             dist = np.hypot(xx - tx, yy - ty) * res / radius
             d = np.minimum(d, dist)
-            self.town_xy.append((self.bx0 + (tx + 0.5) * res, self.by1 - (ty + 0.5) * res))
         self.town_d = d  # distance to the nearest town in town radii
 
         # Land cover: class scores from the environment + patchy noise, at 40 m, argmax
@@ -563,14 +560,14 @@ class Community:
 # ----------------------------------------------------------------------------- world
 
 
-def env_at(land: Landscape, published: PublishedRasters, xs, ys):
+def env_at(published: PublishedRasters, xs, ys):
     """Physical values of the response variables (published rasters) at EPSG:3035 points."""
     lon, lat = transform(LAEA, WGS84, xs, ys)
     lon, lat = np.asarray(lon), np.asarray(lat)
     return {v: published.physical_at(v, lon, lat) for v in ENV_RESPONSES}
 
 
-def _surveys(spec, land, rng, n, first_id):
+def _surveys(land, rng, n, first_id):
     left, bottom, right, top = land.area
     xs = rng.uniform(left + 50, right - 50, n)
     ys = rng.uniform(bottom + 50, top - 50, n)
@@ -601,15 +598,13 @@ def make_world(out_dir, seed=0, size_km=30.0, **options) -> dict:
     left, bottom, right, top = land.area
     ref_x = rng.uniform(left, right, 20000)
     ref_y = rng.uniform(bottom, top, 20000)
-    community = Community(
-        spec, rng, env_at(land, published, ref_x, ref_y), land.habitat_fractions(ref_x, ref_y)
-    )
+    community = Community(spec, rng, env_at(published, ref_x, ref_y), land.habitat_fractions(ref_x, ref_y))
 
     files = {"rasters": raster_paths, "mosaic": mosaic_path}
     region_rng = np.random.default_rng([spec.seed, 3])
     for subset, n, first_id in (("train", spec.n_train, 1000000), ("test", spec.n_test, 5000000)):
-        ids, lon, lat, xs, ys = _surveys(spec, land, rng, n, first_id)
-        prob = community.probabilities(env_at(land, published, xs, ys), land.habitat_fractions(xs, ys))
+        ids, lon, lat, xs, ys = _surveys(land, rng, n, first_id)
+        prob = community.probabilities(env_at(published, xs, ys), land.habitat_fractions(xs, ys))
         present = rng.random(prob.shape) < prob
         keep = present.any(axis=1)
         ids, lon, lat, xs, ys, present = ids[keep], lon[keep], lat[keep], xs[keep], ys[keep], present[keep]
@@ -671,7 +666,7 @@ def make_world(out_dir, seed=0, size_km=30.0, **options) -> dict:
     cc, rr = np.meshgrid(np.arange(ncol) + 0.5, np.arange(nrow) + 0.5)
     gx = (left + cc * GRID_CELL_M).ravel()
     gy = (top - rr * GRID_CELL_M).ravel()
-    prob = community.probabilities(env_at(land, published, gx, gy), land.habitat_fractions(gx, gy))
+    prob = community.probabilities(env_at(published, gx, gy), land.habitat_fractions(gx, gy))
     gt = from_origin(left, top, GRID_CELL_M, GRID_CELL_M)
     truth_dir = os.path.join(out_dir, "truth")
     richness = prob.sum(axis=1).reshape(nrow, ncol).astype(np.float32)

@@ -29,42 +29,37 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import make_world  # noqa: E402
 
 from geoplant_qgis.core import evaluate as ev  # noqa: E402
 from geoplant_qgis.core.geoplant.envvalues import read_env_values  # noqa: E402
-from geoplant_qgis.core.geoplant.layout import glc25_patch_relpath  # noqa: E402
+from geoplant_qgis.core.geoplant.layout import PATCH_BANDS, glc25_patch_relpath  # noqa: E402
 from geoplant_qgis.core.geoplant.observations import aggregate_surveys  # noqa: E402
 from geoplant_qgis.core.geoplant.patches import read_glc25_patch  # noqa: E402
 from geoplant_qgis.core.modelcard import FORMAT, ModelCard, embed_model_card, read_model_card  # noqa: E402
 
-VARIABLES = ("Bio1", "Bio4", "Bio12", "Elevation", "Soilgrid-phh2o", "LandCover", "HumanFootprint")
-ENV_GROUPS = {
-    "bioclimatic": "ClimateAverage_1981-2010",
-    "elevation": "Elevation",
-    "soilgrids": "SoilGrids",
-    "landcover": "LandCover",
-    "human_footprint": "HumanFootprint",
-}
-BANDS = ("red", "green", "blue", "nir")
-PATCH_SIZE = 64
+VARIABLES = tuple(make_world.VARIABLES)  # the world's rasters, in its order
+BANDS = PATCH_BANDS
+PATCH_SIZE = make_world.PATCH_SIZE
 PATCH_SCALE = 1e-4  # int16 reflectance x 10000 -> reflectance
 
 
-def load_subset(world_dir, subset):
-    """Surveys, env matrix [N, V] (stored raster values), patches int16 [N, 4, 64, 64], species lists."""
-    surveys = aggregate_surveys(os.path.join(world_dir, f"GLC25_PA_metadata_{subset}.csv"))
+def load_subset(files, subset):
+    """Surveys, env matrix [N, V] (stored raster values), patches int16 [N, 4, 64, 64], species
+    lists; ``files``: the world's manifest (:func:`make_world.load_world`)."""
+    surveys = aggregate_surveys(files[f"pa_{subset}"])
     ids = surveys["surveyId"].to_numpy(np.int64)
     env = None
-    for group, folder in ENV_GROUPS.items():
-        frame = read_env_values(
-            os.path.join(world_dir, "EnvironmentalValues", folder, f"GLC25-PA-{subset}-{group}.csv")
-        )
+    for path in files[f"env_{subset}"].values():
+        frame = read_env_values(path)
         env = frame if env is None else env.join(frame, how="outer")
     missing = [v for v in VARIABLES if v not in env.columns]
     if missing:
         raise SystemExit(f"environmental values lack {missing}")
     x_env = env.reindex(ids)[list(VARIABLES)].to_numpy(np.float32)
-    patch_dir = os.path.join(world_dir, "SatelitePatches", f"PA-{subset}")
+    patch_dir = files[f"patches_{subset}"]
     patches = np.empty((len(ids), 4, PATCH_SIZE, PATCH_SIZE), dtype=np.int16)
     for i, sid in enumerate(ids.tolist()):
         patch = read_glc25_patch(os.path.join(patch_dir, glc25_patch_relpath(sid)))
@@ -121,18 +116,20 @@ def train(world_dir, output, seed=0, epochs=80, threads=1, log=print):
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(seed)
-    train_set = load_subset(world_dir, "train")
-    test_set = load_subset(world_dir, "test")
+    world = make_world.load_world(world_dir)
+    if world is None:
+        raise SystemExit(f"no world in {world_dir} (make it with tools/make_world.py)")
+    files = world["files"]
+    train_set = load_subset(files, "train")
+    test_set = load_subset(files, "test")
     log(
         f"read {len(train_set['ids'])} training and {len(test_set['ids'])} test surveys "
         f"in {time.perf_counter() - t0:.1f} s"
     )
 
-    with open(os.path.join(world_dir, "world.json")) as fh:
-        world = json.load(fh)
     import pandas as pd
 
-    table = pd.read_csv(os.path.join(world_dir, world["files"]["species"]))
+    table = pd.read_csv(files["species"])
     species_ids = table["speciesId"].to_numpy(np.int64)
     names = table["name"].tolist()
     column = {int(s): j for j, s in enumerate(species_ids)}
