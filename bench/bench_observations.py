@@ -58,8 +58,10 @@ def measure(path, mode):
     return int(n), float(elapsed), int(rss_kb) / 1024.0
 
 
-def main():
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
+def main(rows: int | None = None) -> dict:
+    """Prints the table; returns {mode: peak RSS large / small} (each read in its own process)."""
+    rows = rows or (int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000)
+    ratios = {}
     small_rows = 200_000  # two chunks: above the fixed cost of one chunk
     with tempfile.TemporaryDirectory() as tmp:
         small, large = os.path.join(tmp, "small.csv"), os.path.join(tmp, "large.csv")
@@ -77,6 +79,8 @@ def main():
             for label, n_rows, (n, secs, mb) in (("small", small_rows, base), ("large", rows, big)):
                 ratio = mb / base[2]
                 print(f"{mode + '/' + label:<10}{n_rows:>10}{n:>10}{secs:>10.2f}{mb:>10.0f}{ratio:>8.2f}")
+            ratios[mode] = big[2] / base[2]
+    return ratios
 
 
 if __name__ == "__main__":

@@ -441,19 +441,9 @@ def block_cells_for(model: str) -> int:
 def observations_memory(rows: int) -> dict:
     """bench/bench_observations.py (the CSV reader's memory bench): {mode: peak RSS ratio
     large file / small file}; its own table is printed as it comes."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_observations.py"), str(rows)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    print(proc.stdout.rstrip(), flush=True)
-    ratios = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 6 and parts[0].endswith("/large"):
-            ratios[parts[0].split("/")[0]] = float(parts[5])
-    return ratios
+    import bench_observations  # bench/, this script's folder
+
+    return bench_observations.main(rows)
 
 
 def ort_batches(block: int) -> list[int]:
