@@ -417,20 +417,31 @@ def append_postprocess(
         output_name, lambda x: f"geoplant_post/{x}", lambda x: APPENDED_OUTPUTS[x], topk_group, opset,
         topk_margin,
     )  # fmt: skip
-    top, graph, found = [], [], 0
+
+    def keep(field, whole, payload):  # the raw output is no longer a graph output
+        return None if field == 12 and _first_string(payload, 1) == output_name else whole
+
+    after = [_bytes(1, n) for n in nodes] + [_bytes(5, t) for t in inits] + [_bytes(12, o) for o in outputs]
+    return _rewrite_graph(model, keep, after=after)
+
+
+def _rewrite_graph(model: bytes, keep, before=(), after=()) -> bytes:
+    """The model with its one graph's fields passed through ``keep(field, whole, payload)``
+    (the field's bytes to write, or None to drop it), ``before`` and ``after`` (serialized
+    graph fields) around them; the model's other fields as they were."""
+    top, graph, found = [], list(before), 0
     for field, whole, payload in _fields(model):
         if field != 7:
             top.append(whole)
             continue
         found += 1
         for g_field, g_whole, g_payload in _fields(payload):
-            if g_field == 12 and _first_string(g_payload, 1) == output_name:
-                continue  # the raw output is no longer a graph output
-            graph.append(g_whole)
+            kept = keep(g_field, g_whole, g_payload)
+            if kept is not None:
+                graph.append(kept)
     if found != 1:
         raise ValueError("the model has no single graph")
-    graph += [_bytes(1, n) for n in nodes] + [_bytes(5, t) for t in inits] + [_bytes(12, o) for o in outputs]
-    return b"".join(top) + _bytes(7, b"".join(graph))
+    return b"".join(top) + _bytes(7, b"".join(graph + list(after)))
 
 
 # --- prepending the normalisation ------------------------------------------------------
@@ -464,21 +475,20 @@ def prepend_normalisation(
             inits.append(_tensor(f"{PREPENDED_PREFIX}{name}/add", np.asarray(add, np.float32)))
             nodes.append(_node("Add", [current, f"{PREPENDED_PREFIX}{name}/add"], [name], name + "/add_node"))
     renamed = {n for n, _, _ in inputs}
-    top, found = [], 0
-    graph = [_bytes(1, n) for n in nodes]
-    for field, whole, payload in _fields(model):
-        if field != 7:
-            top.append(whole)
-            continue
-        found += 1
-        for g_field, g_whole, g_payload in _fields(payload):
-            if g_field == 11 and _first_string(g_payload, 1) in renamed:
-                old = _first_string(g_payload, 1)
-                rest = b"".join(w for f, w, _ in _fields(g_payload) if f != 1)
-                g_whole = _bytes(11, _str(1, PREPENDED_PREFIX + old) + rest)
-                renamed.discard(old)
-            graph.append(g_whole)
-    if found != 1 or renamed:
+
+    def rename(field, whole, payload):  # graph input ``name`` -> ``geoplant_pre/<name>``
+        if field != 11:
+            return whole
+        old = _first_string(payload, 1)
+        if old not in renamed:
+            return whole
+        renamed.discard(old)
+        rest = b"".join(w for f, w, _ in _fields(payload) if f != 1)
+        return _bytes(11, _str(1, PREPENDED_PREFIX + old) + rest)
+
+    data = _rewrite_graph(
+        model, rename, before=[_bytes(1, n) for n in nodes], after=[_bytes(5, t) for t in inits]
+    )
+    if renamed:
         raise ValueError("the model has no single graph with these inputs")
-    graph += [_bytes(5, t) for t in inits]
-    return b"".join(top) + _bytes(7, b"".join(graph))
+    return data
