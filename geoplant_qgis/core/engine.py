@@ -427,21 +427,9 @@ class _Inputs:
                 lazy[spec.name] = patches = sampler.patches(xs, ys)
                 valid &= patches.valid
                 continue
-            raw = np.asarray(sampler.sample(xs, ys), dtype=np.float32)
-            raw = raw.reshape(spec.tensor_shape(n))  # the model's tensor (cube rows in C order)
-            flat = raw.reshape(n, -1)
-            if spec.fill is not None:
-                missing = np.isnan(raw)
-                if missing.any():
-                    raw[missing] = np.float32(spec.fill)
-            else:
-                # a NaN anywhere makes the row's sum NaN: one vectorised pass, no boolean copy
-                with np.errstate(invalid="ignore", over="ignore"):
-                    bad = np.isnan(flat.sum(axis=1))
-                if bad.any():  # inf - inf also gives NaN: confirm with isnan on those rows only
-                    bad[bad] = np.isnan(flat[bad]).any(axis=1)
-                valid &= ~bad
-            tensors[spec.name] = raw if spec.name in leave_raw else spec.normalise(raw)
+            tensor, complete = spec.prepare(sampler.sample(xs, ys), normalise=spec.name not in leave_raw)
+            valid &= complete
+            tensors[spec.name] = tensor
         if valid.all():
             feeds = {k: np.ascontiguousarray(t, dtype=np.float32) for k, t in tensors.items()}
         else:

@@ -146,24 +146,33 @@ class InputSpec:
             add = np.asarray(-mean / divisor, np.float32)
         return mul, add
 
-    def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, raw: np.ndarray, normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Raw sampled values -> (model tensor float32, valid cells bool [N]).
 
         ``raw`` is ``[N, V]`` for point/cube inputs (cube variables in C order) or
         ``[N, C, P, P]`` for patches, NaN where a source has no data. NaN is replaced by
         ``fill`` (a raw value, before normalisation) when the card gives one; otherwise
-        cells with any NaN are invalid (their rows hold NaN).
+        cells with any NaN are invalid (their rows hold NaN). ``normalise=False``: the
+        tensor is left raw (the engine's graph normalises it).
         """
         raw = np.asarray(raw, dtype=np.float32)
         # the model's shape first ([N, V] cube rows -> [N, *shape]), so that a mean/std given
         # per first axis broadcasts like one given per variable
         raw = raw.reshape(self.tensor_shape(len(raw)))
-        missing = np.isnan(raw)
-        if self.fill is not None and missing.any():
-            raw = np.where(missing, np.float32(self.fill), raw)
-            missing = np.zeros_like(missing)
-        valid = ~missing.reshape(len(raw), -1).any(axis=1)
-        return self.normalise(raw), valid
+        if self.fill is not None:
+            missing = np.isnan(raw)
+            if missing.any():
+                raw = np.where(missing, np.float32(self.fill), raw)
+            valid = np.ones(len(raw), dtype=bool)
+        else:
+            flat = raw.reshape(len(raw), -1)
+            # a NaN anywhere makes the row's sum NaN: one vectorised pass, no boolean copy
+            with np.errstate(invalid="ignore", over="ignore"):
+                bad = np.isnan(flat.sum(axis=1))
+            if bad.any():  # inf - inf also gives NaN: confirm with isnan on those rows only
+                bad[bad] = np.isnan(flat[bad]).any(axis=1)
+            valid = ~bad
+        return (self.normalise(raw) if normalise else raw), valid
 
     @classmethod
     def from_dict(cls, d, path: str = "inputs[0]") -> InputSpec:
