@@ -245,84 +245,47 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
 
         stats = ReadStats()
         fields = survey_fields() if aggregate else row_fields()
-        if aggregate:
+        names = [name for name, _ in (SURVEY_FIELDS if aggregate else ROW_FIELDS)]
+
+        def batches():
+            """(frame with lon, lat and the output's fields, progress after it or None)."""
+            if not aggregate:
+                scaled = ScaledProgress(progress, 0, 100)
+                for frame in read_observations(path, progress=scaled, bounds=bounds, stats=stats):
+                    yield frame, None
+                return
             table = survey_table(path, progress=ScaledProgress(progress, 0, 80), bounds=bounds, stats=stats)
-            output = VectorFileOutput(destination, fields, context)
-            count = 0
-            try:
-                attrs = table.attributes
+            n = len(table)
+            for start in range(0, n, _BATCH):
+                stop = min(start + _BATCH, n)
+                frame = table.attributes.iloc[start:stop].assign(
+                    speciesIds=table.species_strings(start, stop), richness=table.richness[start:stop]
+                )
+                yield frame, 80 + 20 * stop / max(n, 1)
+
+        output = VectorFileOutput(destination, fields, context)
+        count = 0
+        try:
+            for frame, done in batches():
+                progress.check_cancelled()
                 keep = None
-                if predicate is not None and len(attrs):
-                    keep = predicate(attrs["lon"].tolist(), attrs["lat"].tolist())
-                n = len(table)
-                richness = table.richness
-                for start in range(0, n, _BATCH):
-                    progress.check_cancelled()
-                    stop = min(start + _BATCH, n)
-                    species = table.species_strings(start, stop)
-                    block = attrs.iloc[start:stop]
-                    features = []
-                    for j, row in enumerate(block.itertuples(index=False)):
-                        if keep is not None and not keep[start + j]:
-                            continue
-                        features.append(
-                            _point_feature(
-                                fields,
-                                row.lon,
-                                row.lat,
-                                [
-                                    row.surveyId,
-                                    row.year,
-                                    row.country,
-                                    row.region,
-                                    row.geoUncertaintyInM,
-                                    row.areaInM2,
-                                    species[j],
-                                    int(richness[start + j]),
-                                ],
-                            )
-                        )
-                    output.add(features)
-                    count += len(features)
-                    progress.set_progress(80 + 20 * stop / max(n, 1))
-                final = output.commit()
-            except BaseException:
-                output.discard()
-                raise
-        else:
-            output = VectorFileOutput(destination, fields, context)
-            count = 0
-            try:
-                for frame in read_observations(
-                    path, progress=ScaledProgress(progress, 0, 100), bounds=bounds, stats=stats
-                ):
-                    keep = predicate(frame["lon"].tolist(), frame["lat"].tolist()) if predicate else None
-                    features = []
-                    for j, row in enumerate(frame.itertuples(index=False)):
-                        if keep is not None and not keep[j]:
-                            continue
-                        features.append(
-                            _point_feature(
-                                fields,
-                                row.lon,
-                                row.lat,
-                                [
-                                    row.surveyId,
-                                    row.speciesId,
-                                    row.year,
-                                    row.country,
-                                    row.region,
-                                    row.geoUncertaintyInM,
-                                    row.areaInM2,
-                                ],
-                            )
-                        )
-                    output.add(features)
-                    count += len(features)
-                final = output.commit()
-            except BaseException:
-                output.discard()
-                raise
+                if predicate is not None and len(frame):
+                    keep = predicate(frame["lon"].tolist(), frame["lat"].tolist())
+                features = [
+                    _point_feature(fields, lon, lat, list(values))
+                    for j, (lon, lat, *values) in enumerate(
+                        frame[["lon", "lat", *names]].itertuples(index=False)
+                    )
+                    if keep is None or keep[j]
+                ]
+                output.add(features)
+                count += len(features)
+                if done is not None:
+                    progress.set_progress(done)
+            final = output.commit()
+        except BaseException:
+            output.discard()
+            raise
         progress.info(f"{count} point(s) written to {final} ({stats.malformed} malformed row(s) skipped).")
         apply_on_load(context, final, style_survey_points)
         return {"OUTPUT": final, "COUNT": count, "MALFORMED": stats.malformed}
