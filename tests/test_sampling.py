@@ -206,6 +206,34 @@ def test_patches_on_an_aligned_lattice_one_reproject_per_source(rasters, centre_
     assert np.isnan(got[:, 0]).any()  # the utm hole
 
 
+def test_one_band_files_on_one_grid_share_one_pixel_map(rasters, centre_3035, monkeypatch, tmp_path):
+    """Bands in separate files on the same UTM grid (a Sentinel-2 band per file): one pixel
+    map for all of them per block, and the same patches as the one multi-band file."""
+    x0, y0 = centre_3035
+    xs = np.tile(x0 - 1050 + 100 * np.arange(12), 6) + 0.0
+    ys = np.repeat(y0 + 450 - 100 * np.arange(6), 12) + 0.0
+    with rasterio.open(rasters["utm"]) as src:
+        profile, bands = src.profile, src.read()
+    files = []
+    for b in range(2):
+        path = tmp_path / f"band{b + 1}.tif"
+        with rasterio.open(path, "w", **dict(profile, count=1)) as dst:
+            dst.write(bands[b], 1)
+        files.append(str(path))
+    maps = []
+    real = sampling.warp_pixels
+    monkeypatch.setattr(sampling, "warp_pixels", lambda *a: maps.append(1) or real(*a))
+    with PatchSampler([BandRef(f, 1) for f in files], 16, 10.0, GRID_CRS) as sampler:
+        separate = sampler.sample(xs, ys)
+    assert len(maps) == 1  # one block, one grid: one map for the two files
+    with PatchSampler(
+        [BandRef(rasters["utm"], 1), BandRef(rasters["utm"], 2)], 16, 10.0, GRID_CRS
+    ) as sampler:
+        together = sampler.sample(xs, ys)
+    np.testing.assert_array_equal(separate, together)
+    assert np.isfinite(together).sum() > 5_000  # the raster covers part of the block
+
+
 def test_patches_same_crs_are_slices(rasters, centre_3035, monkeypatch):
     x0, y0 = centre_3035
     xs = np.array([x0, x0 + 250.0, x0 - 1000.0])

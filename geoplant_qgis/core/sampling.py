@@ -291,27 +291,39 @@ def source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, d
     return rows, cols
 
 
-def warp_nearest(data, src_transform, src_crs, dst_shape, dst_transform, dst_crs):
+def warp_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, dst_crs) -> list:
+    """:func:`source_pixels` by strips of destination rows (``[(first row, rows, cols)]``):
+    it holds a few float64 arrays of a strip's size, not of the whole grid's."""
+    height, width = dst_shape
+    step = max(1, WARP_STRIP_PIXELS // max(1, width))
+    strips = []
+    for top in range(0, height, step):
+        rows_here = min(step, height - top)
+        strip_transform = dst_transform * Affine.translation(0, top)
+        rows, cols = source_pixels(
+            src_transform, src_crs, src_shape, (rows_here, width), strip_transform, dst_crs
+        )
+        strips.append((top, rows, cols))
+    return strips
+
+
+def warp_nearest(data, src_transform, src_crs, dst_shape, dst_transform, dst_crs, strips=None):
     """Nearest-neighbour resampling of float32 ``data`` [bands, h, w] (NaN = nodata) onto a
     ``dst_shape`` grid: each destination pixel takes the source pixel containing its centre
     (:func:`source_pixels`, exact); float32 [bands, *dst_shape], NaN where no source pixel.
+    ``strips``: :func:`warp_pixels` of this very source window and grid, when already known
+    (sources sharing a pixel grid, e.g. one file per Sentinel-2 band).
 
     Our own rather than GDAL's warper: GDAL's exact transformation (errorThreshold=0) cost
     6x its default 1/8-pixel approximation and most of the demo's prediction time, and
     rasterio 1.3's ``reproject`` always approximates.
     """
-    height, width = dst_shape
-    out = np.full((data.shape[0], height, width), np.nan, dtype=np.float32)
-    # by strips of rows: source_pixels holds a few float64 arrays of the strip's size
-    step = max(1, WARP_STRIP_PIXELS // max(1, width))
-    for top in range(0, height, step):
-        rows_here = min(step, height - top)
-        strip_transform = dst_transform * Affine.translation(0, top)
-        rows, cols = source_pixels(
-            src_transform, src_crs, data.shape[1:], (rows_here, width), strip_transform, dst_crs
-        )
+    if strips is None:
+        strips = warp_pixels(src_transform, src_crs, data.shape[1:], dst_shape, dst_transform, dst_crs)
+    out = np.full((data.shape[0], *dst_shape), np.nan, dtype=np.float32)
+    for top, rows, cols in strips:
         inside = rows >= 0
-        out[:, top : top + rows_here][:, inside] = data[:, rows[inside], cols[inside]]
+        out[:, top : top + len(rows)][:, inside] = data[:, rows[inside], cols[inside]]
     return out
 
 
@@ -606,18 +618,32 @@ class PatchSampler(_Sampler):
         fine_transform = Affine(r, 0.0, gx0, 0.0, -r, gy0)
         fine = np.full((len(self.refs), height, width), np.nan, dtype=np.float32)
         bounds = (gx0, gy0 - height * r, gx0 + width * r, gy0)
+        # per CRS and pixel grid: the source window and its pixel map, computed once for all
+        # the files on that grid (one file per band)
+        shared: dict[tuple, tuple] = {}
         for source, same, (positions, channels) in zip(
             self.sources, self._same_crs, self.routes, strict=True
         ):
             if same and self._copy_aligned(source, fine, positions, channels, gx0, gy0):
                 continue
-            src_bounds = bounds if same else _transform_bounds(self.crs, source.crs, bounds)
-            window = source.window_for_bounds(src_bounds)
+            key = (source.crs.to_wkt(), source.pixel_grid)
+            if key not in shared:
+                src_bounds = bounds if same else _transform_bounds(self.crs, source.crs, bounds)
+                window = source.window_for_bounds(src_bounds)
+                strips = None
+                if window is not None:
+                    window_shape = (int(window.height), int(window.width))
+                    strips = warp_pixels(
+                        source.ds.window_transform(window), source.crs, window_shape, (height, width),
+                        fine_transform, self.crs,
+                    )  # fmt: skip
+                shared[key] = (window, strips)
+            window, strips = shared[key]
             if window is None:
                 continue
             data = source.read(window)
-            window_transform = source.ds.window_transform(window)
-            dst = warp_nearest(data, window_transform, source.crs, (height, width), fine_transform, self.crs)
+            transform_ = source.ds.window_transform(window)
+            dst = warp_nearest(data, transform_, source.crs, fine.shape[1:], fine_transform, self.crs, strips)
             fine[channels] = dst[positions]
         return fine, rows, cols
 
