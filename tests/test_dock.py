@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import rasterio
+from canvas_events import map_point, mouse
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
@@ -551,28 +552,14 @@ def test_shutdown_removes_tools_and_rubber_bands_and_disconnects(qgis_iface, qgi
 
 
 def test_drawing_a_rectangle_on_the_map_sets_the_area(dock, world, project, qgis_canvas):
-    from qgis.gui import QgsMapMouseEvent
-    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
-
     qgis_canvas.setExtent(QgsRectangle(X0, Y0 - 3000, X0 + 4000, Y0))
     dock.rectangle_button.click()
     tool = qgis_canvas.mapTool()
     assert tool is dock.rectangle_tool
-    for kind, x, y in (
-        (QEvent.MouseButtonPress, 10, 10),
-        (QEvent.MouseMove, 60, 50),
-        (QEvent.MouseButtonRelease, 60, 50),
-    ):
-        event = QgsMapMouseEvent(qgis_canvas, kind, QPoint(x, y), Qt.LeftButton, Qt.LeftButton)
-        {
-            QEvent.MouseButtonPress: tool.canvasPressEvent,
-            QEvent.MouseMove: tool.canvasMoveEvent,
-            QEvent.MouseButtonRelease: tool.canvasReleaseEvent,
-        }[kind](event)
-    transform = qgis_canvas.getCoordinateTransform()
-    expected = QgsRectangle(
-        QgsPointXY(transform.toMapCoordinates(10, 10)), QgsPointXY(transform.toMapCoordinates(60, 50))
-    )
+    tool.canvasPressEvent(mouse(qgis_canvas, "press", 10, 10))
+    tool.canvasMoveEvent(mouse(qgis_canvas, "move", 60, 50))
+    tool.canvasReleaseEvent(mouse(qgis_canvas, "release", 60, 50))
+    expected = QgsRectangle(map_point(qgis_canvas, 10, 10), map_point(qgis_canvas, 60, 50))
     assert dock.area_geometry.isGeosEqual(QgsGeometry.fromRect(expected))
     assert not dock.area_is_polygon and dock.area_text.startswith("drawn rectangle")
     assert dock.area_display.geometry().boundingBox() == expected

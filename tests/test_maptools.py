@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from canvas_events import map_point, mouse
 from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsPointXY, QgsRectangle
-from qgis.gui import QgsMapMouseEvent
-from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+from qgis.PyQt.QtCore import QEvent, Qt
 from qgis.PyQt.QtGui import QKeyEvent
 
 from geoplant_qgis.gui.maptools import AreaDisplay, IdentifySpeciesTool, PolygonAreaTool, RectangleAreaTool
@@ -18,24 +18,6 @@ def canvas(qgis_canvas):
     qgis_canvas.setExtent(QgsRectangle(4_000_000, 2_000_000, 4_040_000, 2_030_000))
     qgis_canvas.refresh()
     return qgis_canvas
-
-
-def map_point(canvas, x, y):
-    """Where pixel (x, y) lands on the map, computed by the canvas's own transform."""
-    return QgsPointXY(canvas.getCoordinateTransform().toMapCoordinates(x, y))
-
-
-def mouse(canvas, kind, x, y, button=Qt.LeftButton):
-    types = {
-        "press": QEvent.MouseButtonPress,
-        "move": QEvent.MouseMove,
-        "release": QEvent.MouseButtonRelease,
-        "double": QEvent.MouseButtonDblClick,
-    }
-    buttons = Qt.NoButton if kind == "move" else button
-    return QgsMapMouseEvent(
-        canvas, types[kind], QPoint(x, y), button if kind != "move" else Qt.NoButton, buttons
-    )
 
 
 def collect(signal):

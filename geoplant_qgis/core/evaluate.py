@@ -273,7 +273,6 @@ def evaluate(
             "f1": float(base["f1"].mean()),
             "recall": _mean_recall(base["recall"]),
             "species": naive.tolist(),
-            "per_survey_f1": base["f1"],
         }
         result.per_survey["baseline_f1"] = base["f1"]
     return result
@@ -420,7 +419,7 @@ def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: d
         figures.insert(
             1,
             "<figure>"
-            + svg_histogram(result.baseline["per_survey_f1"], label=f"F1@{k} per survey (naive baseline)")
+            + svg_histogram(result.per_survey["baseline_f1"], label=f"F1@{k} per survey (naive baseline)")
             + "</figure>",
         )
     return (
