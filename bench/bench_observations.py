@@ -7,6 +7,7 @@ read_observations. Usage: python bench/bench_observations.py [rows]
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,4 +85,6 @@ def main(rows: int | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    # the last line: the ratios as JSON, for bench/run.py (which runs this script in a process
+    # of its own: a child's peak RSS starts from its parent's, so the parent must stay small)
+    print(json.dumps(main()))
