@@ -13,7 +13,7 @@ import subprocess
 
 import numpy as np
 import pytest
-import rasterio
+from make_world import write_tif
 from rasterio.transform import from_origin
 from support import ROOT, headless_env, install_into
 from tiny_models import save_linear_point_model
@@ -40,20 +40,8 @@ def make_inputs(folder):
         ("bio1", rows * 0.05 - cols * 0.03),
         ("bio12", np.sin(rows / 9.0) + np.cos(cols / 7.0)),
     ):
-        path = folder / f"{name}.tif"
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=80,
-            height=60,
-            count=1,
-            dtype="float32",
-            crs="EPSG:3035",
-            transform=from_origin(3_760_000, 2_300_000, 100, 100),
-        ) as ds:
-            ds.write(values.astype(np.float32), 1)
-        rasters.append(str(path))
+        transform = from_origin(3_760_000, 2_300_000, 100, 100)
+        rasters.append(write_tif(folder / f"{name}.tif", values.astype(np.float32), transform, "EPSG:3035"))
     return str(model_path), rasters
 
 

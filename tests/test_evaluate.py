@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from make_world import write_tif
 
 from geoplant_qgis.core import evaluate as ev
 from geoplant_qgis.core.errors import InputDataError, OutputError
@@ -143,7 +144,6 @@ def test_failed_write_leaves_no_temporary(tmp_path):
 
 def _write_predictions(path, descriptions):
     """4 bands over a 3035 square: left half and right half hold different known values."""
-    import rasterio
     from rasterio.transform import from_origin
 
     data = np.zeros((len(descriptions), 10, 10), dtype=np.float32)
@@ -152,22 +152,8 @@ def _write_predictions(path, descriptions):
     for b in range(len(descriptions)):
         data[b, :, :5] = left[b]
         data[b, :, 5:] = right[b]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=10,
-        height=10,
-        count=len(descriptions),
-        dtype="float32",
-        crs="EPSG:3035",
-        transform=from_origin(3_800_000, 2_300_000, 1000, 1000),
-        nodata=-9999,
-    ) as dst:
-        dst.write(data)
-        for b, d in enumerate(descriptions, start=1):
-            dst.set_band_description(b, d)
-    return str(path)
+    transform = from_origin(3_800_000, 2_300_000, 1000, 1000)
+    return write_tif(path, data, transform, "EPSG:3035", -9999, descriptions, compress=None)
 
 
 def _pa_csv(path, surveys):
@@ -276,7 +262,6 @@ def test_processing_evaluate_surveys_from_loadobservations_layer(tmp_path, geopl
 def test_processing_evaluate_with_a_model(tmp_path, geoplant_provider):
     """MODEL + RASTERS: the model is run at the surveys; scores equal the hand computation."""
     import processing
-    import rasterio
     from rasterio.transform import from_origin
     from tiny_models import save_linear_point_model
 
@@ -290,18 +275,7 @@ def test_processing_evaluate_with_a_model(tmp_path, geoplant_provider):
     )
     elev = tmp_path / "Elev.tif"
     data = np.array([[2.0, -2.0], [0.1, -0.1]], dtype=np.float32)  # 4 cells of 1 km
-    with rasterio.open(
-        elev,
-        "w",
-        driver="GTiff",
-        width=2,
-        height=2,
-        count=1,
-        dtype="float32",
-        crs="EPSG:3035",
-        transform=from_origin(3_800_000, 2_300_000, 1000, 1000),
-    ) as dst:
-        dst.write(data, 1)
+    write_tif(elev, data, from_origin(3_800_000, 2_300_000, 1000, 1000), "EPSG:3035")
     # survey in each cell; species ids 10 (w=1), 20 (w=-1), 30 (w=0.5, b=0.2)
     surveys = _pa_csv(
         tmp_path / "pa.csv",
