@@ -28,7 +28,16 @@ class Progress:
         pass
 
     def check_cancelled(self) -> None:
-        """Raise :class:`CancelledError` when the user asked to stop."""
+        """Raise :class:`CancelledError` when the user asked to stop, or a termination signal
+        came (:mod:`.signals`)."""
+        from .signals import requested
+
+        signal_name = requested()
+        if signal_name is not None:
+            raise CancelledError(
+                f"Stopped by {signal_name}: nothing was published, and files that were there before "
+                "are as they were."
+            )
         if self.is_cancelled():
             raise CancelledError()
 

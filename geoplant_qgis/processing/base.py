@@ -10,12 +10,13 @@ progress)``. Not ``run``: that is QgsProcessingAlgorithm's own method, which
 from __future__ import annotations
 
 import os
+import warnings
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.errors import GeoPlantError
+from ..core.errors import GeoPlantError, plain_message
 from ..core.progress import Progress
 
 ICON_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
@@ -93,10 +94,36 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
         return plugin_icon()
 
     def processAlgorithm(self, parameters, context, feedback):
-        try:
-            return self.execute(parameters, context, feedback, FeedbackProgress(feedback))
-        except GeoPlantError as error:
-            raise QgsProcessingException(str(error)) from None
+        """Run :meth:`execute` with SIGTERM/SIGHUP as cancellation (:mod:`core.signals`),
+        Python warnings turned into plain log lines (no source paths), and every error into
+        plain words (:func:`core.errors.plain_message`): no traceback reaches the user."""
+        from ..core.signals import cancel_on_signals
+
+        progress = FeedbackProgress(feedback)
+        on_signal = feedback.cancel if feedback is not None else None
+        with cancel_on_signals(on_signal), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return self.execute(parameters, context, feedback, progress)
+            except QgsProcessingException:
+                raise
+            except GeoPlantError as error:
+                raise QgsProcessingException(str(error)) from None
+            except Exception as error:  # noqa: BLE001 - every error becomes words
+                raise QgsProcessingException(plain_message(error, f"geoplant:{self.ALGORITHM_ID}")) from None
+            finally:
+                report_warnings(caught, progress)
 
     def execute(self, parameters, context, feedback, progress):
         raise NotImplementedError
+
+
+def report_warnings(caught, progress) -> None:
+    """Python warnings as one plain line each (message only, repeated ones once)."""
+    seen = set()
+    for item in caught:
+        text = str(item.message).strip().splitlines()[0] if str(item.message).strip() else ""
+        if not text or text in seen or issubclass(item.category, DeprecationWarning | ResourceWarning):
+            continue
+        seen.add(text)
+        progress.warning(text)
