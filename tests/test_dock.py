@@ -263,7 +263,10 @@ def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
     dock.set_area(QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 100_000, X0 + 100_000, Y0)), dock.grid_crs())
     dock.cell_size_spin.setValue(10.0)
     assert dock.last_estimate.cells == 10_000 * 10_000
-    assert "100,000,000 cells is more than 25,000,000" in dock.estimate_warning.text()
+    # the very message geoplant:predict refuses it with (core.limits), and Run is blocked
+    assert "100,000,000 cells is more than 50,000,000" in dock.estimate_warning.text()
+    assert "CELL_SIZE: 15 m or more" in dock.estimate_warning.text()
+    assert any("too many for one run" in r for r in dock.run_blockers())
     dock.cell_size_spin.setValue(100.0)
     assert dock.estimate_warning.text() == ""
     # a geographic grid CRS is refused with a reason

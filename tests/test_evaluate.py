@@ -133,7 +133,7 @@ def test_failed_write_leaves_no_temporary(tmp_path):
     """A report that cannot be renamed into place (a folder has its name) leaves nothing behind."""
     result = ev.evaluate([1, 2, 3], TRUE, SPECIES, PROBS, k=2)
     (tmp_path / "r.html").mkdir()
-    with pytest.raises(OutputError, match="Cannot write .*r.html"):
+    with pytest.raises(OutputError, match=r"r\.html is a folder"):
         ev.write_report_html(tmp_path / "r.html", result)
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
     assert list((tmp_path / "r.html").iterdir()) == []

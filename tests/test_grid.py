@@ -75,9 +75,9 @@ def test_make_grid_from_degrees_covers_the_transformed_extent():
         (dict(extent=(0, 0, 10, 10), extent_crs="EPSG:4326", crs="EPSG:4326"), "is not projected"),
         (dict(extent=(0, 0, 10, 10), crs="EPSG:2263"), "not metres"),
         (dict(extent=(0, 0, 10, 10), crs="EPSG:999999"), "not a coordinate reference system"),
-        (dict(extent=(5, 0, 5, 10)), "is empty"),
-        (dict(extent=(0, 10, 5, 0)), "is empty"),
-        (dict(extent=(0, 0, 10, 10), cell_size=0), "cell size must be a positive"),
+        (dict(extent=(5, 0, 5, 10)), "vertical line (xmin = xmax = 5)"),
+        (dict(extent=(0, 10, 5, 0)), "inverted (ymin > ymax"),
+        (dict(extent=(0, 0, 10, 10), cell_size=0), "CELL_SIZE must be a number from 0.001"),
         (dict(extent=(0, 0, 10)), "four numbers"),
     ],
 )

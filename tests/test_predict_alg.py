@@ -50,6 +50,7 @@ def test_registered_with_its_parameters(geoplant_provider):
         "OUTPUT_RICHNESS",
         "OUTPUT_TOPK",
         "OUTPUT_PROBABILITIES",
+        "MAX_CELLS",
     ]
     assert alg.parameterDefinition("TOP_K").defaultValue() == 25
 

@@ -191,4 +191,4 @@ def test_cancel_leaves_nothing(rasters, tmp_path, monkeypatch):
         extract.sample_environment(
             out / "env.csv", [rasters[1]], points=points, progress=CancelAfterFirstBlock()
         )
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the folder the run made is removed with its temporary

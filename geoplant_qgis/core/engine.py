@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GeoPlantError, InputDataError, MissingDependencyError, OutputError
+from .errors import GeoPlantError, InputDataError, MissingDependencyError, ModelCardError, OutputError
+from .files import Publication
 from .geotiff import (
     SPECIES_CSV_SUFFIX,
     GeoTiffWriter,
@@ -42,8 +43,10 @@ from .geotiff import (
     species_csv_text,
     topk_style_qml,
 )
+from .modelcard import listed
 from .postprocess import (
     APPENDED_OUTPUTS,
+    CHECKS,
     PREPENDED_PREFIX,
     append_postprocess,
     postprocess_graph,
@@ -85,6 +88,9 @@ GDAL_CACHE_MB = 64
 REACH_TILE = 32
 #: warn before the run when at least this share of the grid lies outside the sources
 OUTSIDE_WARNING = 0.25
+#: how far outside [0, 1] the values of a model whose card says activation "none" may be
+#: (float rounding in its own sigmoid/softmax) before the run stops
+PROBABILITY_TOLERANCE = 1e-6
 _DONE = object()
 
 
@@ -96,6 +102,45 @@ class PredictResult:
     seconds: float
     cells_per_second: float
     outputs: dict[str, str] = field(default_factory=dict)  # "richness" | "topk" | "probabilities" -> path
+
+
+class OutputValuesError(ModelCardError):
+    """The model's outputs cannot be probabilities: NaN, or for activation "none" values
+    outside [0, 1]. ``where`` names the cells (:meth:`at` rewords it)."""
+
+    def __init__(self, activation, low, high, nan, where):
+        self.activation, self.low, self.high, self.nan, self.where = activation, low, high, nan, where
+        super().__init__(self._message())
+
+    def at(self, where: str, suffix: str = "") -> OutputValuesError:
+        """The same error about ``where`` (e.g. a block of the grid), ``suffix`` appended."""
+        error = OutputValuesError(self.activation, self.low, self.high, self.nan, where)
+        error.args = (error.args[0] + suffix,)
+        return error
+
+    def _message(self) -> str:
+        if self.activation == "none":
+            found = []
+            if self.low is not None and (
+                self.low < -PROBABILITY_TOLERANCE or self.high > 1.0 + PROBABILITY_TOLERANCE
+            ):
+                found.append(f"values from {self.low:.6g} to {self.high:.6g}")
+            if self.nan:
+                found.append("NaN (not a number)")
+            found = " and ".join(found) or "values outside [0, 1]"
+            return (
+                f"The model's outputs are not probabilities: {found} "
+                f"in {self.where}, but its card says activation 'none' (the model itself outputs "
+                "probabilities in [0, 1]). Set the card's output activation to 'sigmoid' or 'softmax' "
+                "if the model outputs logits (scores), or fix the model."
+            )
+        return (
+            f"The model's outputs hold NaN (not a number) in {self.where}: its {self.activation} "
+            "activation cannot turn them into probabilities, so richness, top-K and probabilities "
+            "there would be meaningless. Cells without data never reach the model, so check the "
+            "card's normalisation (scale, mean, std), the input rasters' values (e.g. a nodata "
+            "value not declared as nodata) and the model itself."
+        )
 
 
 def _ort():
@@ -224,6 +269,19 @@ class Pipeline:
             while self.group > 1 and self.group > self.micro_batch:
                 self.group //= 2
         args["topk_group"] = self.group
+        # what the outputs are checked for (see _check_values): activation "none" claims
+        # probabilities, so min, max and NaN of every value are computed in the graph; a
+        # sigmoid/softmax is in [0, 1] by construction but gives NaN for a NaN logit, which
+        # a plain richness (a sum) already shows: no extra pass over [rows, species] then
+        self.activation = card.output.activation
+        self.threshold = options.get("threshold")
+        if self.activation == "none":
+            args["checks"] = "range"
+        elif "richness" in wanted and self.threshold is None:
+            args["checks"] = None
+        else:
+            args["checks"] = "sum"
+        self.checks = CHECKS[args["checks"]]
         self.workers, threads = _workers(model.threads)
         self.fused = False
         #: inputs whose normalisation runs in the graph (the caller feeds them raw)
@@ -237,7 +295,7 @@ class Pipeline:
             data = prepend_normalisation(model.data, steps)
             graph = append_postprocess(data, card.output.name, n, card.output.activation, **args)
             self.sessions = [_session(graph, threads) for _ in range(self.workers)]
-            self.names = [APPENDED_OUTPUTS[k] for k in wanted]
+            self.names = [APPENDED_OUTPUTS[k] for k in (*wanted, *self.checks)]
             self.rename = {
                 name: PREPENDED_PREFIX + name
                 for name, mul, add in steps
@@ -249,7 +307,7 @@ class Pipeline:
             post = postprocess_graph(n, card.output.activation, **args)
             self.model_sessions = [_session(model.path, threads) for _ in range(self.workers)]
             self.sessions = [_session(post, threads) for _ in range(self.workers)]
-            self.names = wanted
+            self.names = [*wanted, *self.checks]
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self.keys = wanted
@@ -351,7 +409,31 @@ class Pipeline:
             feeds = {self.rename.get(k, k): v for k, v in feeds.items()}
         else:
             feeds = {"raw": self.model_sessions[worker].run([self.raw_name], feeds)[0]}
-        return dict(zip(self.keys, self.sessions[worker].run(self.names, feeds), strict=True))
+        values = self.sessions[worker].run(self.names, feeds)
+        out = dict(zip(self.keys, values, strict=False))
+        self._check_values(out, dict(zip(self.checks, values[len(self.keys) :], strict=True)))
+        return out
+
+    def _check_values(self, out: dict, checks: dict) -> None:
+        """Raise :class:`OutputValuesError` when the probabilities of these rows cannot be
+        true: NaN anywhere (a sum is NaN then), or, for activation "none", a value outside
+        [0, 1] (with a tolerance of :data:`PROBABILITY_TOLERANCE`)."""
+        if "check_sum" in checks:
+            nan = bool(np.isnan(checks["check_sum"]))
+        elif "richness" in out and self.threshold is None:
+            nan = bool(np.isnan(out["richness"]).any())
+        else:
+            nan = False
+        low = high = None
+        if "check_min" in checks:
+            low, high = float(checks["check_min"]), float(checks["check_max"])
+            outside = low < -PROBABILITY_TOLERANCE or high > 1.0 + PROBABILITY_TOLERANCE
+            if not (nan or outside):
+                return
+        elif not nan:
+            return
+        rows = len(next(iter(out.values())))
+        raise OutputValuesError(self.activation, low, high, nan, f"a batch of {rows} cells")
 
 
 def _requested(key, options) -> bool:
@@ -685,6 +767,120 @@ def _resolve_outputs(output_richness, output_topk, output_probabilities):
     return outputs
 
 
+#: the Processing names of predict's outputs (what a refusal names)
+OUTPUT_LABELS = {
+    "richness": "OUTPUT_RICHNESS",
+    "topk": "OUTPUT_TOPK",
+    "probabilities": "OUTPUT_PROBABILITIES",
+}
+
+
+def topk_sidecars(path) -> list[str]:
+    """The files written next to a top-K raster: its species table and its QGIS style."""
+    stem = os.path.splitext(os.path.abspath(os.fspath(path)))[0]
+    return [stem + SPECIES_CSV_SUFFIX, stem + ".qml"]
+
+
+def run_input_files(model_path=None, raster_paths=(), mapping=None, extra=None) -> dict:
+    """Every file a run reads, by parameter name, for :func:`.files.check_outputs`: the
+    MODEL, the RASTERS, the MAPPING file (when MAPPING names one) and the rasters the
+    MAPPING names, and ``extra`` ({label: path or paths}: an AREA layer's file...)."""
+    from .sources import parse_mapping
+
+    inputs: dict = {}
+    if model_path:
+        inputs["MODEL"] = model_path
+    inputs["RASTERS"] = [p for p in (raster_paths or []) if p]
+    if mapping:
+        if isinstance(mapping, str | os.PathLike):
+            candidate = os.fspath(mapping).strip().strip('"')
+            if os.path.isfile(candidate):
+                inputs["MAPPING"] = candidate
+            try:
+                mapping = parse_mapping(mapping)
+            except GeoPlantError:  # reported where the mapping is used
+                mapping = {}
+        inputs["a raster of MAPPING"] = [ref.path for ref in dict(mapping).values()]
+    for label, value in (extra or {}).items():
+        if value:
+            inputs[label] = value
+    return inputs
+
+
+def _output_files(outputs: dict) -> dict:
+    """{label: [output, its sidecars...]} of predict's outputs (see ``check_outputs``)."""
+    from .files import RASTER_SIDECARS
+
+    files = {}
+    for key, path in outputs.items():
+        names = [path, *(path + s for s in RASTER_SIDECARS)]
+        if key == "topk":
+            names += topk_sidecars(path)
+        files[OUTPUT_LABELS[key]] = names
+    return files
+
+
+def _check_arguments(model_path, raster_paths, top_k, threshold, cell_size, extent, block_cells, threads):
+    """:func:`predict`'s arguments checked in one place, before anything is read: their
+    types and ranges, each refusal an InputDataError saying what was given and what to give.
+    Returns (raster_paths as a list, top_k, threshold, cell_size, extent, block_cells, threads)."""
+    from . import checks
+
+    if not isinstance(model_path, str | os.PathLike | bytes) or not os.fspath(model_path):
+        raise InputDataError(f"The model must be the path of an .onnx file; got {model_path!r}.")
+    if raster_paths is None:
+        raster_paths = []
+    elif isinstance(raster_paths, str | os.PathLike):
+        raster_paths = [raster_paths]  # one raster given as a path, not a list
+    else:
+        try:
+            raster_paths = list(raster_paths)
+        except TypeError:
+            raise InputDataError(f"The rasters must be a list of file paths; got {raster_paths!r}.") from None
+    bad = [p for p in raster_paths if not isinstance(p, str | os.PathLike)]
+    if bad:
+        raise InputDataError(f"The rasters must be file paths; got {bad[0]!r}.")
+    top_k = checks.top_k(0 if top_k is None else top_k)
+    threshold = checks.threshold(threshold)
+    if cell_size is not None:
+        cell_size = checks.cell_size(cell_size)
+    if extent is not None:
+        extent = checks.extent(extent)
+    if block_cells is not None:
+        block_cells = checks.number(block_cells, "block_cells", minimum=1, maximum=2**31 - 1, integer=True)
+    if threads is not None:
+        threads = checks.number(threads, "threads", minimum=1, maximum=1024, integer=True)
+    return raster_paths, top_k, threshold, cell_size, extent, block_cells, threads
+
+
+#: rows of the model timed (once, only to word a refusal) for the estimated time
+LIMIT_TIMING_BATCH = 64
+
+
+def _check_limit(model, grid, outputs, top_k: int, probabilities: int, max_cells) -> None:
+    """Refuse a grid beyond MAX_CELLS (:func:`core.limits.check_grid`) as soon as its size is
+    known. The bytes and time are the dock's estimate (:mod:`core.estimate`); the model is
+    timed on a small batch only when the run is refused."""
+    from .estimate import expected_seconds, output_bytes, time_model
+    from .limits import check_grid
+
+    check_grid(
+        grid.width,
+        grid.height,
+        grid.cell_size,
+        max_cells,
+        bytes_needed=lambda cells: output_bytes(
+            cells,
+            "richness" in outputs,
+            top_k if "topk" in outputs else 0,
+            probabilities if "probabilities" in outputs else 0,
+        ),  # fmt: skip
+        seconds=lambda cells: expected_seconds(
+            cells, time_model(model.path, batch=LIMIT_TIMING_BATCH, repeats=1)
+        ),
+    )
+
+
 def predict(
     model_path,
     raster_paths,
@@ -705,6 +901,8 @@ def predict(
     progress=None,
     block_cells=None,
     threads=None,
+    input_files=None,
+    max_cells=None,
 ) -> PredictResult:
     """Run the model over every cell of the grid and write the requested rasters.
 
@@ -717,19 +915,27 @@ def predict(
     cover every species of the model. ``threshold``: richness counts species with p >= threshold.
     ``block_cells``: cells per block (default from a memory budget); ``threads``:
     onnxruntime threads of one session (default: one single-threaded session per core).
+    ``input_files``: {label: path} of other files the run reads (the AREA layer's file).
+    ``max_cells``: a grid of more cells is refused as soon as its size is known, before any
+    output is opened, with the numbers and what to do instead (:func:`core.limits.check_grid`;
+    default $GEOPLANT_MAX_CELLS, else 50,000,000).
+
+    An output (or its sidecars: ``.aux.xml``, the top-K's ``_species.csv`` and ``.qml``)
+    that is an input or another output is refused before anything starts; the outputs are
+    written under temporary names and published together when the run succeeds; a failed
+    or cancelled run leaves the files that were there as they were and removes the
+    folders it made.
     """
+    from .files import check_outputs
     from .grid import area_bounds, area_in_crs, area_polygons, make_grid
 
     progress = as_progress(progress)
     started = time.perf_counter()
     outputs = _resolve_outputs(output_richness, output_topk, output_probabilities)
-    if threshold is not None and not (0.0 < float(threshold) <= 1.0):
-        raise InputDataError(f"THRESHOLD must be a probability in (0, 1], not {threshold}.")
-    if top_k is None:
-        top_k = 0
-    if int(top_k) < 0:
-        raise InputDataError(f"TOP_K must be 0 or more, not {top_k}.")
-    top_k = int(top_k)
+    raster_paths, top_k, threshold, cell_size, extent, block_cells, threads = _check_arguments(
+        model_path, raster_paths, top_k, threshold, cell_size, extent, block_cells, threads
+    )
+    check_outputs(_output_files(outputs), run_input_files(model_path, raster_paths, mapping, input_files))
     if "topk" in outputs and top_k == 0:
         raise InputDataError("A top-K raster was requested but TOP_K is 0; set TOP_K to 1 or more.")
 
@@ -749,7 +955,7 @@ def predict(
         top_k = n_species
 
     grid_crs = crs or (card.grid.crs if card.grid else DEFAULT_CRS)
-    size = float(cell_size) if cell_size else (card.grid.cell_size_m if card.grid else DEFAULT_CELL_SIZE)
+    size = cell_size if cell_size is not None else (card.grid.cell_size_m if card.grid else DEFAULT_CELL_SIZE)
     if area is not None:
         area = area_polygons(area)
     if extent is None:
@@ -760,6 +966,7 @@ def predict(
     if area is not None:
         area = area_in_crs(area, area_crs, grid.crs)  # once, not per block
     height, width = grid.shape
+    _check_limit(model, grid, outputs, top_k, len(kept), max_cells)
 
     # outputs: bands, descriptions, disk space, band limit, all before any work
     specs = {}
@@ -795,19 +1002,26 @@ def predict(
         )
     for key, spec in specs.items():
         check_band_count(spec["count"], f"The {key} raster {os.path.basename(outputs[key])}")
-    check_disk_space(
-        (outputs[k], estimate_bytes(width, height, s["count"], s["dtype"])) for k, s in specs.items()
-    )
-
-    inputs = _Inputs(card, raster_paths, mapping, grid.crs)
+    # the run's temporaries and the folders it makes: removed again unless it publishes
+    publication = Publication(progress)
+    try:
+        for key in specs:
+            publication.folder(outputs[key])
+        check_disk_space(
+            (outputs[k], estimate_bytes(width, height, s["count"], s["dtype"])) for k, s in specs.items()
+        )
+        inputs = _Inputs(card, raster_paths, mapping, grid.crs)
+    except BaseException:
+        publication.discard()
+        raise
     if mapping:
         from .sources import unused_mapping_names
 
         unused = unused_mapping_names(card.variable_names(), mapping)
         if unused:
             progress.warning(
-                f"MAPPING names {', '.join(unused)}, which the model does not use (its variables and "
-                f"bands: {', '.join(card.variable_names())}); check for a typo."
+                f"MAPPING names {listed(unused, 20)}, which the model does not use (its variables and "
+                f"bands: {listed(card.variable_names(), 50)}); check for a typo."
             )
     post = None
     try:
@@ -842,6 +1056,7 @@ def predict(
                 height=height,
                 crs=grid.crs,
                 transform=grid.transform,
+                publication=publication,
                 **s,
             )
             for k, s in specs.items()
@@ -856,6 +1071,8 @@ def predict(
         inputs.close()
         if post is not None:
             post.close()
+        if not publication.published:
+            publication.discard()
 
     seconds = time.perf_counter() - started
     cells = width * height
@@ -955,7 +1172,11 @@ def _run_blocks(grid, inputs, post, writers, area, block_cells, progress):
 
         def collect(entry) -> int:
             row, col, rows, cols, valid, n_valid, pending = entry
-            results = pending.result() if pending is not None else None
+            try:
+                results = pending.result() if pending is not None else None
+            except OutputValuesError as error:
+                where = f"the block of grid rows {row}-{row + rows - 1}, columns {col}-{col + cols - 1}"
+                raise error.at(where, " Nothing was written.") from None
             blocks = {}
             for key, w in writers.items():
                 if n_valid == len(valid):
@@ -1012,7 +1233,9 @@ def _run_blocks(grid, inputs, post, writers, area, block_cells, progress):
         # one after the other: building two GTiffs' overviews from two threads at once
         # corrupted memory with Debian 12's GDAL 3.6 (aborts in libtiff), measured
         for w in writers.values():
+            progress.check_cancelled()  # a cancel while the overviews are built
             w.finish()
+        progress.check_cancelled()  # the last moment before anything is replaced
         publish_all(list(writers.values()))
         return valid_total
     except BaseException:
@@ -1071,8 +1294,9 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     ``xs``, ``ys`` in ``crs``; rows of points where an input has no data are NaN. Patch
     inputs are cut in the card's grid CRS (else EPSG:3035) when ``crs`` is geographic.
     """
-    from rasterio.crs import CRS
     from rasterio.warp import transform
+
+    from .grid import parse_crs
 
     model = model_path if isinstance(model_path, LoadedModel) else LoadedModel(model_path)
     card = model.card
@@ -1081,7 +1305,7 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
     if xs.shape != ys.shape:
         raise InputDataError("xs and ys must have the same length.")
     sample_crs = crs
-    if any(s.kind == "patch" for s in card.inputs) and CRS.from_user_input(crs).is_geographic:
+    if any(s.kind == "patch" for s in card.inputs) and parse_crs(crs, "points' CRS").is_geographic:
         sample_crs = card.grid.crs if card.grid else DEFAULT_CRS
         if len(xs):
             tx, ty = transform(crs, sample_crs, xs.tolist(), ys.tolist())
@@ -1100,7 +1324,10 @@ def predict_points(model_path, raster_paths, xs, ys, crs, mapping=None, *, batch
             stop = min(start + batch, len(xs))
             feeds, valid = inputs.prepare(xs[start:stop], ys[start:stop], leave_raw=post.graph_normalises)
             if valid.any():
-                probs = post.run(feeds)["probabilities"]
+                try:
+                    probs = post.run(feeds)["probabilities"]
+                except OutputValuesError as error:
+                    raise error.at(f"the points {start + 1}-{stop}") from None
                 out[start:stop][valid] = probs
     finally:
         inputs.close()

@@ -31,7 +31,9 @@ class OutputError(GeoPlantError):
 class CancelledError(GeoPlantError):
     """The user cancelled the run; nothing was left under the output names."""
 
-    def __init__(self, message="Cancelled: nothing was published, and files that were there before are as they were."):
+    def __init__(
+        self, message="Cancelled: nothing was published, and files that were there before are as they were."
+    ):
         super().__init__(message)
 
 

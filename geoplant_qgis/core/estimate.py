@@ -14,9 +14,11 @@ import numpy as np
 
 from .errors import ModelCardError
 from .geotiff import MAX_BANDS, estimate_bytes, format_bytes
+from .limits import DEFAULT_MAX_CELLS, default_max_cells, over_limit_message
 
-#: past this many cells the dock warns that the run is large
-DEFAULT_CELL_LIMIT = 25_000_000
+#: past this many cells the dock warns that the run would be refused: geoplant:predict's
+#: default MAX_CELLS (:mod:`core.limits`; $GEOPLANT_MAX_CELLS changes it at run time)
+DEFAULT_CELL_LIMIT = DEFAULT_MAX_CELLS
 #: past this many seconds the dock warns that the run is long
 DEFAULT_SECONDS_LIMIT = 3600.0
 
@@ -103,6 +105,8 @@ class Estimate:
     bytes: int
     seconds: float | None
     warnings: tuple[str, ...] = ()
+    #: the message geoplant:predict would refuse this run with (None: within MAX_CELLS)
+    refusal: str | None = None
 
 
 def expected_seconds(cells: int, seconds_per_cell: float | None, overhead: float = 1.25) -> float | None:
@@ -116,6 +120,32 @@ def expected_seconds(cells: int, seconds_per_cell: float | None, overhead: float
     return float(cells) * float(seconds_per_cell) * overhead
 
 
+#: sampleenvironment: seconds per cell, plus per variable (CSV formatting included); measured
+#: on 2 shared cores: 1,000,000 cells x 5 variables in 13 s
+SAMPLE_SECONDS_PER_CELL = (3e-6, 2e-6)
+#: extractpatches: seconds per patch file, plus per pixel and band (read, warp, write);
+#: measured: 64 x 64 x 4 patches at 5.7 ms each on 2 shared cores
+PATCH_SECONDS = (1e-3, 3e-7)
+
+
+def sample_costs(cells: int, variables: int) -> tuple[int, float]:
+    """(bytes, seconds) of a sampleenvironment CSV of ``cells`` rows and ``variables`` columns:
+    id, x, y (~40 characters) and up to ~12 per value; the time from :data:`SAMPLE_SECONDS_PER_CELL`."""
+    per_cell, per_value = SAMPLE_SECONDS_PER_CELL
+    variables = max(int(variables), 0)
+    return int(cells) * (40 + 12 * variables), float(cells) * (per_cell + per_value * variables)
+
+
+def patch_costs(patches: int, size: int, bands: int, bytes_per_value: int = 2) -> tuple[int, float]:
+    """(bytes, seconds) of ``patches`` patch files of ``size`` x ``size`` pixels and ``bands``
+    bands, uncompressed (an upper bound: LZW makes them smaller), at least one 4 KB file-system
+    block and a 1 KB header each; the time from :data:`PATCH_SECONDS`."""
+    values = int(size) * int(size) * max(int(bands), 1)
+    per_file = max(4096, values * int(bytes_per_value) + 1024)
+    fixed, per_value = PATCH_SECONDS
+    return int(patches) * per_file, float(patches) * (fixed + per_value * values)
+
+
 def estimate_run(
     width: int,
     height: int,
@@ -124,19 +154,24 @@ def estimate_run(
     top_k: int = 0,
     probabilities: int = 0,
     seconds_per_cell: float | None = None,
-    cell_limit: int = DEFAULT_CELL_LIMIT,
+    cell_limit: float | None = None,
     seconds_limit: float = DEFAULT_SECONDS_LIMIT,
     free_bytes: int | None = None,
+    cell_size: float | None = None,
 ) -> Estimate:
-    """Cells, bytes and seconds of a grid of ``width`` x ``height`` cells, with warnings."""
+    """Cells, bytes and seconds of a grid of ``width`` x ``height`` cells, with warnings.
+
+    ``cell_limit``: past it the first warning is the very message ``geoplant:predict``
+    refuses the run with (:func:`core.limits.over_limit_message`; default: predict's default
+    MAX_CELLS, $GEOPLANT_MAX_CELLS included); ``cell_size`` lets it suggest a cell size."""
     cells = int(width) * int(height)
     size = output_bytes(cells, richness, top_k, probabilities)
     seconds = expected_seconds(cells, seconds_per_cell)
     warnings = []
-    if cells > cell_limit:
-        warnings.append(
-            f"{cells:,} cells is more than {cell_limit:,}: choose a larger cell size or a smaller area."
-        )
+    limit = default_max_cells() if cell_limit is None else cell_limit
+    refusal = over_limit_message(width, height, cell_size, limit, bytes_needed=size, seconds=seconds)
+    if refusal:
+        warnings.append(refusal)
     if seconds is not None and seconds > seconds_limit:
         warnings.append(f"The run may take about {format_duration(seconds)}.")
     if free_bytes is not None and size > free_bytes:
@@ -145,7 +180,7 @@ def estimate_run(
         )
     if output_bands(richness, top_k, probabilities) > MAX_BANDS:
         warnings.append("More than 65,535 bands: a GeoTIFF cannot hold that many.")
-    return Estimate(int(width), int(height), cells, size, seconds, tuple(warnings))
+    return Estimate(int(width), int(height), cells, size, seconds, tuple(warnings), refusal)
 
 
 def format_duration(seconds: float | None) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputDataError
-from .files import write_text
+from .files import Publication, write_text
 
 DEFAULT_K = 25
 
@@ -29,13 +29,21 @@ DEFAULT_K = 25
 # ----------------------------------------------------------------------------- sets
 
 
+def _check_k(k, name: str = "TOP_K") -> int:
+    """K of the top-K set: a whole number from 1 (InputDataError in words otherwise)."""
+    from .checks import MAX_TOP_K, number
+
+    return number(
+        k, name, minimum=1, maximum=MAX_TOP_K, integer=True, what="the size of the top-K set, e.g. 25"
+    )
+
+
 def top_k_indices(scores, k: int) -> np.ndarray:
     """[N, min(k, S)] column indices by decreasing score; ties go to the lower column index."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2:
         raise InputDataError(f"Scores must be a [surveys, species] table; got shape {scores.shape}.")
-    if k < 1:
-        raise InputDataError(f"K must be at least 1; got {k}.")
+    k = _check_k(k, "K")
     k = min(k, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")
     return order[:, :k]
@@ -222,8 +230,7 @@ def evaluate(
             f"{len(survey_ids)} surveys, {len(true_lists)} species lists "
             f"and {probs.shape[0]} prediction rows."
         )
-    if k < 1:
-        raise InputDataError(f"TOP_K must be at least 1; got {k}.")
+    k = _check_k(k)
     valid = ~np.isnan(probs).any(axis=1)
     if not valid.any():
         raise InputDataError("No survey has predictions (all surveys fall on nodata or outside the rasters).")
@@ -281,12 +288,16 @@ def evaluate(
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_table_csv(path, result: Evaluation) -> str:
-    """The per-survey table as CSV (temporary name, renamed at the end)."""
+def table_csv(result: Evaluation) -> str:
+    """The per-survey table as CSV text."""
     import pandas as pd
 
-    frame = pd.DataFrame(result.per_survey)
-    return write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+    return pd.DataFrame(result.per_survey).to_csv(index=False, float_format="%.6g")
+
+
+def write_table_csv(path, result: Evaluation) -> str:
+    """The per-survey table as CSV (temporary name, renamed at the end)."""
+    return write_text(path, table_csv(result))
 
 
 def _fmt(x, digits=4) -> str:
@@ -496,16 +507,31 @@ def evaluate_surveys(
     output_table=None,
     title="GeoPlant evaluation",
     progress=None,
+    input_files=None,
 ) -> Evaluation:
     """Evaluate a model (predicting at the surveys) or prediction rasters against surveys.
 
     ``surveys``: DataFrame with surveyId, x, y (in ``crs``) and speciesIds (lists). Either
     ``predictions`` (probability raster paths) or ``model`` (+ ``rasters``/``mapping``).
-    Writes the HTML report and the per-survey CSV when paths are given.
+    Writes the HTML report and the per-survey CSV when paths are given: both or neither,
+    under temporary names published together at the end. ``input_files``: {label: path}
+    of the other files the run reads (the SURVEYS and TRAIN_SURVEYS files): an output that
+    is one of them, or an input above, or the other output, is refused before anything
+    starts (:func:`check_evaluate_outputs`).
     """
     from .progress import as_progress
 
     progress = as_progress(progress)
+    k = _check_k(k)
+    check_evaluate_outputs(
+        output_report,
+        output_table,
+        model=model,
+        rasters=rasters,
+        mapping=mapping,
+        predictions=predictions,
+        input_files=input_files,
+    )
     if len(surveys) == 0:
         raise InputDataError("SURVEYS holds no survey.")
     xs = surveys["x"].to_numpy(np.float64)
@@ -536,9 +562,38 @@ def evaluate_surveys(
     if result.baseline is not None:
         line += f"; naive baseline F1@{k} {result.baseline['f1']:.4f}"
     progress.info(line + f" ({result.n_surveys} surveys)")
-    if output_table:
-        write_table_csv(output_table, result)
-    if output_report:
-        write_report_html(output_report, result, title, notes={"predictions from": source})
+    if output_table or output_report:
+        with Publication(progress) as publication:
+            if output_table:
+                publication.write_text(publication.temporary(output_table), table_csv(result))
+            if output_report:
+                html = report_html(result, title, notes={"predictions from": source})
+                publication.write_text(publication.temporary(output_report), html)
+            progress.check_cancelled()
+            publication.publish()
     progress.set_progress(100)
     return result
+
+
+def check_evaluate_outputs(
+    output_report=None,
+    output_table=None,
+    *,
+    model=None,
+    rasters=(),
+    mapping=None,
+    predictions=None,
+    input_files=None,
+) -> None:
+    """Refuse OUTPUT_REPORT / OUTPUT_TABLE when one is the other, or a file the run reads:
+    SURVEYS / TRAIN_SURVEYS (``input_files``), the MODEL, RASTERS, the MAPPING file and its
+    rasters, the PREDICTIONS rasters (with their sidecars)."""
+    from .engine import run_input_files
+    from .files import check_outputs
+
+    outputs = {k: v for k, v in (("OUTPUT_REPORT", output_report), ("OUTPUT_TABLE", output_table)) if v}
+    if not outputs:
+        return
+    extra = {"PREDICTIONS": list(predictions or [])}
+    extra.update(input_files or {})
+    check_outputs(outputs, run_input_files(model, rasters, mapping, extra))

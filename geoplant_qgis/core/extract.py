@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputDataError, OutputError
-from .files import output_folder, temporary_sibling
-from .geoplant.layout import PATCH_BANDS, glc25_patch_relpath, remove_written, write_glc25_patch
+from .estimate import patch_costs, sample_costs
+from .files import Publication, dataset_file
+from .geoplant.layout import PATCH_BANDS, PatchTree, _write_tiff, glc25_patch_relpath, write_glc25_patch
 from .grid import Grid, area_bounds, area_in_crs, area_mask, area_polygons, make_grid, parse_crs
 from .progress import as_progress
 from .sampling import PatchSampler, PointSampler
@@ -87,6 +89,31 @@ class GridArea:
             yield Points(ids, xs, ys, g.crs)
 
 
+def _check_grid_limit(grid: GridArea, max_cells, costs, progress, patches: bool = False) -> None:
+    """Refuse a grid beyond the limit (:func:`core.limits.check_grid`) before any block is
+    computed or any output opened; else log the estimate. ``costs(cells)``: (bytes, seconds).
+    The grid's bounding box counts (an AREA's outside cells are walked through too)."""
+    from .estimate import format_duration
+    from .geotiff import format_bytes
+    from .limits import check_grid
+
+    g = grid.grid
+    cells = check_grid(
+        g.width,
+        g.height,
+        g.cell_size,
+        max_cells,
+        bytes_needed=lambda n: costs(n)[0],
+        seconds=lambda n: costs(n)[1],
+        patches=patches,
+    )
+    size, seconds = costs(cells)
+    progress.info(
+        f"Grid: {g.width:,} x {g.height:,} = {cells:,} cells of {g.cell_size:g} m in {g.crs}; "
+        f"estimated up to {format_bytes(size)} on disk and about {format_duration(seconds)}."
+    )
+
+
 def raster_variables(raster_paths: Sequence, mapping=None) -> dict[str, BandRef]:
     """Every band of the rasters as a named variable (its description; else the file name for
     a one-band raster; else ``<file>_<band>``), then the MAPPING's variables (which win)."""
@@ -135,12 +162,27 @@ def sample_environment(
     grid: GridArea | None = None,
     variables: Sequence[str] | None = None,
     progress=None,
+    input_files=None,
+    max_cells=None,
 ) -> SampleResult:
     """Values of the pixel containing each point (or cell centre) for every variable, as a
     GeoPlant environmental-values CSV. ``variables``: names to resolve by the model-card
-    rules (default: every band of ``raster_paths`` plus the MAPPING's variables)."""
+    rules (default: every band of ``raster_paths`` plus the MAPPING's variables).
+
+    ``input_files``: {label: path} of other files the run reads (the POINTS / AREA
+    layers' files). An OUTPUT that is one of them, a raster, or the MAPPING file is refused
+    before anything starts; the CSV is written under a temporary name and published at the
+    end (a failed or cancelled run leaves a previous file as it was).
+
+    ``max_cells``: a grid of more cells is refused before anything is written, with the
+    numbers (:func:`core.limits.check_grid`; default $GEOPLANT_MAX_CELLS, else 50,000,000);
+    POINTS are not limited (they are already in memory)."""
+    from .engine import run_input_files
+    from .files import Publication, check_outputs
+
     progress = as_progress(progress)
     start = time.perf_counter()
+    check_outputs({"OUTPUT": output_csv}, run_input_files(None, raster_paths, mapping, input_files))
     if variables:
         refs_by_name = resolve_variables(list(variables), raster_paths, mapping)
     else:
@@ -148,11 +190,12 @@ def sample_environment(
     names = list(refs_by_name)
     if points is None and grid is None:
         raise InputDataError("Give POINTS, or an EXTENT or an AREA to sample a grid under.")
+    if points is None:
+        _check_grid_limit(grid, max_cells, lambda cells: sample_costs(cells, len(names)), progress)
     final = os.path.abspath(os.fspath(output_csv))
-    output_folder(final)
-    tmp = temporary_sibling(final)
     rows = complete = 0
-    try:
+    with Publication(progress) as publication:
+        tmp = publication.temporary(final)
         if points is not None:
             header = ["surveyId", *names]
             crs = points.crs
@@ -198,11 +241,8 @@ def sample_environment(
                 if points is None:
                     done = min(total, int(block.ids[-1]) + 1) if block.ids.size else done
                 progress.set_progress(100.0 * done / max(total, 1))
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        progress.check_cancelled()
+        publication.publish()
     seconds = time.perf_counter() - start
     progress.info(
         f"Sampled {len(names)} variable(s) at {rows} {'point' if points is not None else 'cell'}(s) "
@@ -232,13 +272,10 @@ def patch_bands(raster_path, bands: Sequence[int] | None = None) -> list[int]:
     return found
 
 
-def _write_patch(path, data, transform, crs, as_int16: bool) -> str:
-    """A patch of any band count (the GLC25 writer takes only 4 bands)."""
-    import rasterio
-
+def _write_patch(path, data, transform, crs, as_int16: bool, tree: PatchTree) -> str:
+    """A patch of any band count (the GLC25 writer takes only 4 bands), written under the
+    temporary name ``tree`` gives it."""
     final = os.path.abspath(path)
-    output_folder(final)
-    tmp = temporary_sibling(final)
     if as_int16:
         array, dtype, nodata = np.where(np.isnan(data), -1, data).astype(np.int16), "int16", -1
     else:
@@ -247,15 +284,43 @@ def _write_patch(path, data, transform, crs, as_int16: bool) -> str:
         driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0], dtype=dtype,
         crs=parse_crs(crs), transform=transform, nodata=nodata, compress="lzw", interleave="pixel",
     )  # fmt: skip
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(array)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _write_tiff(tree.temporary(final), final, array, profile, descriptions=None)
     return final
+
+
+def _refuse_raster_in_tree(folder, raster, requested) -> None:
+    """Refuse, before anything starts, an output folder where a requested patch would take
+    the name of the raster the patches are cut from (``OUTPUT_FOLDER/CD/AB/<id>.tiff``)."""
+    raster_file = dataset_file(raster)
+    if raster_file is None or not os.path.exists(raster_file):
+        return
+    real = os.path.realpath(raster_file)
+    rel = os.path.relpath(real, os.path.realpath(folder)).replace(os.sep, "/")
+    match = re.fullmatch(r"(?:\d{1,2}/){1,2}(\d+)\.tiff", rel, re.IGNORECASE)
+    if match is None or rel.startswith(".."):
+        return
+    sid = int(match.group(1))
+    if glc25_patch_relpath(sid).lower() == rel.lower() and requested(sid):
+        raise OutputError(
+            f"OUTPUT_FOLDER ({folder}) would get a patch {rel} that is the RASTER the patches are cut "
+            f"from ({raster_file}): the run would overwrite it. Choose another OUTPUT_FOLDER."
+        )
+
+
+def _check_patch_arguments(size, pixel_size, bands):
+    """:func:`extract_patches`' numbers checked in one place: (size, pixel_size, bands)."""
+    from . import checks
+
+    size = checks.number(size, "SIZE", minimum=1, maximum=4096, integer=True, what="pixels, e.g. 64")
+    pixel_size = checks.cell_size(pixel_size, "PIXEL_SIZE")
+    if bands is not None:
+        if isinstance(bands, int | str):
+            bands = [bands]
+        bands = [
+            checks.number(b, "BANDS", minimum=1, maximum=65_535, integer=True, what="band numbers")
+            for b in bands
+        ]
+    return size, pixel_size, bands
 
 
 @dataclass
@@ -276,33 +341,56 @@ def extract_patches(
     grid: GridArea | None = None,
     crs="EPSG:3035",
     progress=None,
+    max_cells=None,
 ) -> PatchResult:
     """``size`` x ``size`` patches of ``pixel_size`` m pixels in ``crs`` (the grid's CRS in grid
     mode), centred on each point, written as ``output_folder/CD/AB/<id>.tiff`` (GLC25 layout:
     int16 with nodata -1 for integer rasters, float32 with NaN otherwise). Patches without a
-    single valid pixel (outside the raster or all nodata) are skipped and counted."""
+    single valid pixel (outside the raster or all nodata) are skipped and counted.
+
+    ``max_cells``: a grid of more cells (a patch file each) is refused before anything is
+    written, with the numbers (:func:`core.limits.check_grid`; default $GEOPLANT_MAX_PATCHES,
+    else 1,000,000); POINTS are not limited (they are already in memory)."""
     import rasterio
 
     progress = as_progress(progress)
     start = time.perf_counter()
+    size, pixel_size, bands = _check_patch_arguments(size, pixel_size, bands)
     path = os.fspath(raster_path)
     band_list = patch_bands(path, bands)
     with rasterio.open(path) as ds:
         kinds = {np.dtype(ds.dtypes[b - 1]).kind for b in band_list}
         ints = all(k in "iu" for k in kinds)
+        raster_files = [path, *ds.files]  # a VRT's sources are inputs too
     if points is None and grid is None:
         raise InputDataError("Give POINTS, or an EXTENT or an AREA to cut patches under.")
     patch_crs = grid.grid.crs if points is None else crs
-    size = int(size)
-    if size < 1 or size > 4096:
-        raise InputDataError(f"SIZE must be between 1 and 4096 pixels, not {size}.")
+    if points is None:
+        value_bytes = 2 if ints else 4
+        _check_grid_limit(
+            grid, max_cells, lambda n: patch_costs(n, size, len(band_list), value_bytes), progress, True
+        )
     folder = os.path.abspath(os.fspath(output_folder))
     refs = [BandRef(path, b) for b in band_list]
     use_layout = len(refs) == len(PATCH_BANDS) and ints
-    written: list[str] = []
     skipped = 0
     half = size * pixel_size / 2.0
-    with PatchSampler(refs, size, pixel_size, patch_crs) as sampler:
+    if points is not None:
+        ids = points.ids
+
+        def requested(sid):
+            return bool(np.any(ids == sid))
+    else:
+        n_cells = grid.grid.n_cells
+
+        def requested(sid):
+            return 0 <= sid < n_cells
+
+    _refuse_raster_in_tree(folder, path, requested)
+    # every patch goes to a temporary name in its CD/AB folder; all are renamed into place
+    # together at the end; a failure or a cancel removes them and the folders this run made
+    with Publication(progress) as publication, PatchSampler(refs, size, pixel_size, patch_crs) as sampler:
+        tree = PatchTree(folder, publication, inputs={"RASTER": raster_files})
         if points is not None:
             xs, ys = points.xs, points.ys
             if parse_crs(points.crs) != sampler.crs:
@@ -323,42 +411,38 @@ def extract_patches(
             total = grid.grid.n_cells
             blocks = grid.blocks(PATCH_BLOCK)
         done = 0
-        try:
-            for block in blocks:
-                progress.check_cancelled()
-                patches = sampler.sample(block.xs, block.ys)
-                if ints:
-                    info = np.iinfo(np.int16)
-                    with np.errstate(invalid="ignore"):
-                        out_of_range = (patches < info.min) | (patches > info.max)
-                    if out_of_range.any():
-                        raise OutputError(
-                            f"Raster values {np.nanmin(patches):g}..{np.nanmax(patches):g} do not fit "
-                            f"GeoPlant's int16 patches; rescale the raster first."
-                        )
-                for k, sid in enumerate(block.ids.tolist()):
-                    data = patches[k]
-                    if np.isnan(data).all():
-                        skipped += 1
-                        continue
-                    target = os.path.join(folder, glc25_patch_relpath(int(sid)))
-                    x, y = block.xs[k], block.ys[k]
-                    transform_ = rasterio.transform.Affine(
-                        pixel_size, 0.0, x - half, 0.0, -pixel_size, y + half
+        for block in blocks:
+            progress.check_cancelled()
+            patches = sampler.sample(block.xs, block.ys)
+            if ints:
+                info = np.iinfo(np.int16)
+                with np.errstate(invalid="ignore"):
+                    out_of_range = (patches < info.min) | (patches > info.max)
+                if out_of_range.any():
+                    raise OutputError(
+                        f"Raster values {np.nanmin(patches):g}..{np.nanmax(patches):g} do not fit "
+                        f"GeoPlant's int16 patches; rescale the raster first."
                     )
-                    if use_layout:
-                        filled = np.where(np.isnan(data), -1, data).astype(np.int16)
-                        written.append(write_glc25_patch(target, filled, transform_, patch_crs, nodata=-1))
-                    else:
-                        written.append(_write_patch(target, data, transform_, patch_crs, ints))
-                done += block.ids.size
-                if points is None and block.ids.size:
-                    done = int(block.ids[-1]) + 1
-                progress.set_progress(100.0 * min(done, total) / max(total, 1))
-        except BaseException:
-            # a cancelled or failed run leaves none of its patches behind
-            remove_written(written, folder)
-            raise
+            for k, sid in enumerate(block.ids.tolist()):
+                data = patches[k]
+                if np.isnan(data).all():
+                    skipped += 1
+                    continue
+                target = os.path.join(folder, glc25_patch_relpath(int(sid)))
+                x, y = block.xs[k], block.ys[k]
+                transform_ = rasterio.transform.Affine(pixel_size, 0.0, x - half, 0.0, -pixel_size, y + half)
+                if use_layout:
+                    filled = np.where(np.isnan(data), -1, data).astype(np.int16)
+                    write_glc25_patch(target, filled, transform_, patch_crs, nodata=-1, into=tree)
+                else:
+                    _write_patch(target, data, transform_, patch_crs, ints, tree)
+            done += block.ids.size
+            if points is None and block.ids.size:
+                done = int(block.ids[-1]) + 1
+            progress.set_progress(100.0 * min(done, total) / max(total, 1))
+        progress.check_cancelled()
+        publication.publish()
+        written = tree.paths
     seconds = time.perf_counter() - start
     progress.info(
         f"Wrote {len(written)} patch(es) of {len(refs)} band(s), {size} x {size} px at {pixel_size:g} m "

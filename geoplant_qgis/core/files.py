@@ -124,7 +124,9 @@ def remove_stale(folder, progress=None) -> list[str]:
         except OSError:
             continue
     if done and progress is not None:
-        progress.info(f"Removed {len(done)} temporary file(s) left in {folder} by an interrupted earlier run.")
+        progress.info(
+            f"Removed {len(done)} temporary file(s) left in {folder} by an interrupted earlier run."
+        )
     return done
 
 
@@ -162,7 +164,9 @@ def output_folder(path, created: list | None = None) -> str:
 
 def _writable_folder(folder: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"Cannot write in the folder {folder}: permission denied. Choose another output folder.")
+        raise OutputError(
+            f"Cannot write in the folder {folder}: permission denied. Choose another output folder."
+        )
 
 
 def write_text(path, text: str) -> str:
@@ -190,8 +194,9 @@ def publish_together(pairs) -> None:
     and put back if a later rename fails (a folder made read-only mid-run, a file locked by
     another program): then the new files are removed and the user's previous ones are
     restored, and an OutputError says which name failed. Backups are deleted once all are
-    in place. A GDAL sidecar of a replaced raster (``.aux.xml``, ``.ovr``: statistics and
-    overviews of the old content) goes with it.
+    in place. The sidecars of a replaced file (:func:`sidecars_of`: a raster's ``.aux.xml``
+    and ``.ovr`` with the old content's statistics and overviews, a GeoPackage's ``-wal``
+    and ``-shm``) go with it, unless the run writes them too.
     """
     pairs = [(os.fspath(t), os.path.abspath(os.fspath(f))) for t, f in pairs]
     finals = {f for _, f in pairs}
@@ -199,9 +204,7 @@ def publish_together(pairs) -> None:
     final = ""
     try:
         for tmp, final in pairs:
-            moving = [final] + [
-                final + s for s in RASTER_SIDECARS if final + s not in finals and os.path.lexists(final + s)
-            ]
+            moving = [final] + [s for s in sidecars_of(final) if s not in finals and os.path.lexists(s)]
             for old in moving:
                 if os.path.lexists(old):
                     backup = _name(old, "backup")
@@ -239,6 +242,7 @@ class Publication:
     def __init__(self, progress=None):
         self.progress = progress
         self.pairs: list[tuple[str, str]] = []
+        self._finals: set[str] = set()
         self.created: list[str] = []
         self._temporaries: list[str] = []
         self._cleaned: set[str] = set()
@@ -259,11 +263,12 @@ class Publication:
         final = os.path.abspath(os.fspath(final))
         if os.path.isdir(final):
             raise OutputError(f"The output {final} is a folder: give the name of a file to write.")
-        if any(final == f for _, f in self.pairs):
+        if final in self._finals:
             raise OutputError(f"{final} is given for two outputs of this run; give each its own file.")
         self.folder(final)
         tmp = temporary_sibling(final)
         self.pairs.append((tmp, final))
+        self._finals.add(final)
         self._temporaries.append(tmp)
         return tmp
 
@@ -271,6 +276,7 @@ class Publication:
         """A temporary file written by someone else (e.g. a GDAL writer), to publish too."""
         tmp, final = os.path.abspath(os.fspath(tmp)), os.path.abspath(os.fspath(final))
         self.pairs.append((tmp, final))
+        self._finals.add(final)
         self._temporaries.append(tmp)
 
     @staticmethod
@@ -427,4 +433,3 @@ __all__ = [
     "temporary_sibling",
     "write_text",
 ]
-

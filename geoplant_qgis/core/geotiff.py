@@ -31,7 +31,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from .errors import OutputError
-from .files import publish_together, temporary_sibling
+from .files import Publication, publish_together, temporary_sibling
 
 MAX_BANDS = 65535
 TILE = 256
@@ -212,15 +212,22 @@ def overview_factors(width: int, height: int, smallest: int = 128) -> list[int]:
     return factors
 
 
-def publish_all(writers: Sequence[GeoTiffWriter]) -> None:
+def publish_all(writers: Sequence[GeoTiffWriter], publication: Publication | None = None) -> None:
     """Move every finished writer's file and sidecars into place together
     (:func:`.files.publish_together`): a rename that fails leaves none of them, and the
-    previous files under those names as they were."""
+    previous files under those names as they were (a replaced raster's ``.aux.xml`` /
+    ``.ovr`` go with it). ``publication``: the run's :class:`.files.Publication` the
+    writers were made with; it publishes them with the run's other outputs."""
+    if publication is None:
+        publication = next((w.publication for w in writers if w.publication is not None), None)
     pairs = []
     try:
         for w in writers:
             pairs += w._stage()
-        publish_together(pairs)
+        if publication is not None:
+            publication.publish()
+        else:
+            publish_together(pairs)
     except OSError as error:  # a sidecar that cannot be written
         for w in writers:
             w.discard()
@@ -229,14 +236,9 @@ def publish_all(writers: Sequence[GeoTiffWriter]) -> None:
         for w in writers:
             w.discard()
         raise
-    for w in writers:
+    for w in writers:  # publish_together removed the replaced rasters' .aux.xml / .ovr
         w._staged = []
         w._state = "published"
-        for stale in (w.path + ".aux.xml", w.path + ".ovr"):  # the replaced file's
-            try:
-                os.remove(stale)
-            except FileNotFoundError:
-                pass
 
 
 class GeoTiffWriter:
@@ -246,7 +248,9 @@ class GeoTiffWriter:
     for one band) in increasing row order: a row of tiles must not straddle two strips of
     ``tile_h`` rows (the engine's tiles are powers of two high, as ``tile_h`` is).
     ``sidecars``: {final path: text} written next to the raster at :meth:`publish` (via
-    temporary names too).
+    temporary names too). ``publication``: a :class:`.files.Publication` the raster and its
+    sidecars are registered with (their folder made if needed, and removed again with the
+    run's other new folders when the run fails); then :func:`publish_all` takes it.
     """
 
     def __init__(
@@ -265,6 +269,7 @@ class GeoTiffWriter:
         overviews: bool = True,
         sidecars: dict[str, str] | None = None,
         buffer_bytes: int = STRIP_BUFFER_BYTES,
+        publication: Publication | None = None,
     ):
         self.path = os.path.abspath(os.fspath(path))
         self.width, self.height, self.count = int(width), int(height), int(count)
@@ -277,10 +282,21 @@ class GeoTiffWriter:
         check_band_count(self.count, os.path.basename(self.path))
         if self.descriptions is not None and len(self.descriptions) != self.count:
             raise ValueError("one description per band")
-        _existing_folder(self.path)
-        for target in self.sidecars:
-            _existing_folder(target)
-        self.tmp_path = temporary_sibling(self.path)
+        self.publication = publication
+        self._sidecar_tmp: dict[str, str] = {}
+        if publication is None:
+            _existing_folder(self.path)
+            for target in self.sidecars:
+                _existing_folder(target)
+            self.tmp_path = temporary_sibling(self.path)
+        else:
+            for target in self.sidecars:
+                if os.path.isdir(target):
+                    raise OutputError(f"The output {target} is a folder: give the name of a file to write.")
+            self.tmp_path = publication.temporary(self.path)
+            # sidecars: temporary names reserved now (written at publish; removed with the
+            # run's temporaries when it fails)
+            self._sidecar_tmp = {t: publication.temporary(t) for t in self.sidecars}
         row_bytes = self.width * self.count * self.dtype.itemsize
         tile_h = TILE
         while tile_h > 16 and row_bytes * tile_h > buffer_bytes:
@@ -374,7 +390,7 @@ class GeoTiffWriter:
 
     def publish(self) -> str:
         """Rename the finished file (and write its sidecars) under the user's name."""
-        publish_all([self])
+        publish_all([self], self.publication)
         return self.path
 
     def _stage(self) -> list[tuple[str, str]]:
@@ -383,7 +399,7 @@ class GeoTiffWriter:
             raise RuntimeError("finish() first")
         pairs = []
         for target, text in self.sidecars.items():
-            tmp = temporary_sibling(target)
+            tmp = self._sidecar_tmp.get(target) or temporary_sibling(target)
             self._staged.append(tmp)
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)

@@ -20,6 +20,7 @@ from rasterio.transform import Affine
 from rasterio.warp import transform_bounds, transform_geom
 from rasterio.windows import Window
 
+from . import checks
 from .errors import InputDataError
 
 #: tolerance (in cells) below which an extent edge counts as lying on a grid line
@@ -122,23 +123,9 @@ def make_grid(extent, extent_crs=None, crs="EPSG:3035", cell_size: float = 100.0
     """The snapped grid covering ``extent`` = (xmin, ymin, xmax, ymax) given in ``extent_crs``
     (default: ``crs``). The extent is transformed with densified edges, then widened to the
     next multiples of ``cell_size``."""
+    cell_size = checks.cell_size(cell_size)
+    xmin, ymin, xmax, ymax = checks.extent(extent)
     target = projected_crs(crs)
-    try:
-        cell_size = float(cell_size)
-    except (TypeError, ValueError):
-        cell_size = float("nan")
-    if not math.isfinite(cell_size) or cell_size <= 0:
-        raise InputDataError(f"The cell size must be a positive number of metres, not {cell_size}.")
-    try:
-        xmin, ymin, xmax, ymax = (float(v) for v in extent)
-    except (TypeError, ValueError):
-        raise InputDataError(
-            f"The extent must be four numbers (xmin, ymin, xmax, ymax), not {extent!r}."
-        ) from None
-    if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)) or xmin >= xmax or ymin >= ymax:
-        raise InputDataError(
-            f"The extent ({xmin}, {ymin}, {xmax}, {ymax}) is empty: it needs xmin < xmax and ymin < ymax."
-        )
     source = target if extent_crs is None else parse_crs(extent_crs, "extent CRS")
     if source != target:
         try:
@@ -147,6 +134,9 @@ def make_grid(extent, extent_crs=None, crs="EPSG:3035", cell_size: float = 100.0
             raise InputDataError(f"The extent cannot be transformed to {crs}: {error}") from None
         if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)) or xmin >= xmax or ymin >= ymax:
             raise InputDataError(f"The extent is outside the area where {crs} is defined.")
+    # the cell counts in float first: a tiny cell size must be refused, not overflow
+    checks.grid_side(xmax - xmin, cell_size, "width")
+    checks.grid_side(ymax - ymin, cell_size, "height")
     c0 = math.floor(xmin / cell_size + SNAP_TOLERANCE)
     c1 = math.ceil(xmax / cell_size - SNAP_TOLERANCE)
     r0 = math.floor(ymin / cell_size + SNAP_TOLERANCE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,10 +23,43 @@ METADATA_KEY = "geoplant"
 ACTIVATIONS = ("sigmoid", "softmax", "none")
 KINDS = ("point", "patch", "cube")
 CONTRACT_DOC = "docs/model-contract.md"
+#: the largest card read, bytes of JSON (UTF-8): a card with GeoPlant's 11,255 species
+#: names is about 0.6 MB (0.9 MB indented); larger is not a card but a mistake or an attack
+MAX_CARD_BYTES = 16 * 1024 * 1024
+#: characters of a card's text (a name, a value) echoed into a message or a log line
+SHOWN_CHARS = 200
+#: items of a list echoed into a message ("a, b, c, d, e and 37 more")
+SHOWN_ITEMS = 5
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOWN_CHARS
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = SHOWN_ITEMS
+_REPR.maxlevel = 3
+
+
+def shorten(text, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters ("..." and the number left out appended): what
+    a message or a log line shows of a card's name or text."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def listed(items, limit: int = SHOWN_ITEMS, chars: int = SHOWN_CHARS) -> str:
+    """The first ``limit`` items, each :func:`shorten`-ed, comma separated, and "and N more"."""
+    items = list(items)
+    text = ", ".join(shorten(x, chars) for x in items[:limit])
+    return text + (f" and {len(items) - limit:,} more" if len(items) > limit else "")
+
+
+def shown(value) -> str:
+    """repr of a card value for a message, bounded in length and depth."""
+    return shorten(_REPR.repr(value))
 
 
 def _fail(path: str, message: str):
-    raise ModelCardError(f"Invalid model card: '{path}' {message} (see {CONTRACT_DOC}).")
+    raise ModelCardError(f"Invalid model card: '{shorten(path)}' {message} (see {CONTRACT_DOC}).")
 
 
 def _is_number(value) -> bool:
@@ -43,7 +77,7 @@ def _text(d: dict, key: str, path: str, required: bool = True, default: str = ""
         return default
     value = d[key]
     if not isinstance(value, str):
-        _fail(f"{path}{key}", f"must be text, not {type(value).__name__} {value!r}")
+        _fail(f"{path}{key}", f"must be text, not {type(value).__name__} {shown(value)}")
     if required and not value.strip():
         _fail(f"{path}{key}", "must not be empty")
     return value
@@ -57,10 +91,13 @@ def _names(d: dict, key: str, path: str) -> tuple[str, ...]:
         _fail(f"{path}{key}", "must be a non-empty list of names")
     for i, name in enumerate(value):
         if not isinstance(name, str) or not name.strip():
-            _fail(f"{path}{key}[{i}]", f"must be a non-empty name, not {name!r}")
-    duplicates = sorted({n for n in value if value.count(n) > 1})
-    if duplicates:
-        _fail(f"{path}{key}", f"lists {', '.join(duplicates)} more than once")
+            _fail(f"{path}{key}[{i}]", f"must be a non-empty name, not {shown(name)}")
+    if len(set(value)) != len(value):
+        counts: dict[str, int] = {}
+        for n in value:
+            counts[n] = counts.get(n, 0) + 1
+        duplicates = sorted(n for n, c in counts.items() if c > 1)
+        _fail(f"{path}{key}", f"lists {listed(duplicates)} more than once")
     return tuple(value)
 
 
@@ -182,7 +219,7 @@ class InputSpec:
         name = _text(d, "name", p)
         kind = d.get("kind")
         if kind not in KINDS:
-            _fail(f"{p}kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+            _fail(f"{p}kind", f"must be one of {', '.join(KINDS)}, not {shown(kind)}")
         variables: tuple[str, ...] = ()
         bands: tuple[str, ...] = ()
         size = pixel_size = shape = None
@@ -193,10 +230,10 @@ class InputSpec:
             bands = _names(d, "bands", p)
             size = d.get("size")
             if not _is_int(size) or size < 1:
-                _fail(f"{p}size", f"must be a positive whole number of pixels, not {size!r}")
+                _fail(f"{p}size", f"must be a positive whole number of pixels, not {shown(size)}")
             pixel_size = d.get("pixel_size_m")
             if not _is_number(pixel_size) or pixel_size <= 0:
-                _fail(f"{p}pixel_size_m", f"must be a positive number of metres, not {pixel_size!r}")
+                _fail(f"{p}pixel_size_m", f"must be a positive number of metres, not {shown(pixel_size)}")
             pixel_size = float(pixel_size)
             channels = len(bands)
         else:
@@ -206,7 +243,9 @@ class InputSpec:
                 or not raw_shape
                 or not all(_is_int(s) and s > 0 for s in raw_shape)
             ):
-                _fail(f"{p}shape", f"must be a non-empty list of positive whole numbers, not {raw_shape!r}")
+                _fail(
+                    f"{p}shape", f"must be a non-empty list of positive whole numbers, not {shown(raw_shape)}"
+                )
             shape = tuple(raw_shape)
             variables = _names(d, "variables", p)
             if len(variables) != math.prod(shape):
@@ -220,7 +259,7 @@ class InputSpec:
         if scale is None:
             scale = 1.0
         if not _is_number(scale) or scale == 0:
-            _fail(f"{p}scale", f"must be a non-zero number, not {scale!r}")
+            _fail(f"{p}scale", f"must be a non-zero number, not {shown(scale)}")
         allowed = {1, channels}
         if kind == "cube":
             allowed.add(shape[0])
@@ -233,7 +272,7 @@ class InputSpec:
             if _is_number(value):
                 value = [value]
             if not isinstance(value, list) or not all(_is_number(v) for v in value):
-                _fail(f"{p}{key}", f"must be a number or a list of numbers, not {value!r}")
+                _fail(f"{p}{key}", f"must be a number or a list of numbers, not {shown(value)}")
             if len(value) not in allowed:
                 _fail(
                     f"{p}{key}",
@@ -245,7 +284,7 @@ class InputSpec:
             stats[key] = tuple(float(v) for v in value)
         fill = d.get("fill")
         if fill is not None and not _is_number(fill):
-            _fail(f"{p}fill", f"must be a number or null, not {fill!r}")
+            _fail(f"{p}fill", f"must be a number or null, not {shown(fill)}")
         unknown = sorted(
             set(d)
             - {"name", "kind", "variables", "bands", "size", "pixel_size_m", "shape"}
@@ -313,7 +352,7 @@ class ModelCard:
             )
         fmt = d.get("format")
         if fmt != FORMAT:
-            _fail("format", f"must be {FORMAT!r}, not {fmt!r}; this plugin reads only that version")
+            _fail("format", f"must be {FORMAT!r}, not {shown(fmt)}; this plugin reads only that version")
         texts = {k: _text(d, k, "", required=False) for k in ("name", "description", "license", "citation")}
 
         species_list = d.get("species")
@@ -327,7 +366,7 @@ class ModelCard:
             if isinstance(sid, float) and sid.is_integer():
                 sid = int(sid)
             if not _is_int(sid):
-                _fail(f"species[{i}].id", f"must be a whole number, not {sid!r}")
+                _fail(f"species[{i}].id", f"must be a whole number, not {shown(sid)}")
             name = _text(s, "name", f"species[{i}].")
             species.append(Species(sid, name))
         seen: dict[int, int] = {}
@@ -342,7 +381,7 @@ class ModelCard:
         out_name = _text(out, "name", "output.")
         activation = out.get("activation")
         if activation not in ACTIVATIONS:
-            _fail("output.activation", f"must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
+            _fail("output.activation", f"must be one of {', '.join(ACTIVATIONS)}, not {shown(activation)}")
 
         raw_inputs = d.get("inputs")
         if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -351,7 +390,7 @@ class ModelCard:
         names = [x.name for x in inputs]
         for i, n in enumerate(names):
             if names.index(n) != i:
-                _fail(f"inputs[{i}].name", f"{n!r} is already used by inputs[{names.index(n)}]")
+                _fail(f"inputs[{i}].name", f"{shown(n)} is already used by inputs[{names.index(n)}]")
 
         grid = None
         g = d.get("grid")
@@ -361,7 +400,7 @@ class ModelCard:
             crs = _text(g, "crs", "grid.")
             size = g.get("cell_size_m")
             if not _is_number(size) or size <= 0:
-                _fail("grid.cell_size_m", f"must be a positive number of metres, not {size!r}")
+                _fail("grid.cell_size_m", f"must be a positive number of metres, not {shown(size)}")
             grid = GridSpec(crs, float(size))
         return cls(
             species=tuple(species),
@@ -373,14 +412,34 @@ class ModelCard:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> ModelCard:
+    def from_json(cls, text) -> ModelCard:
+        """Parse and validate a card's JSON text (str or bytes): at most
+        :data:`MAX_CARD_BYTES`, not nested deeper than Python can parse."""
+        size = len(text) if isinstance(text, bytes | bytearray) else len(str(text).encode("utf-8", "replace"))
+        if size > MAX_CARD_BYTES:
+            raise ModelCardError(
+                f"The model's '{METADATA_KEY}' card is {size / 1e6:,.1f} MB of JSON; a card may be at most "
+                f"{MAX_CARD_BYTES / 1e6:.1f} MB (one with 11,255 species names is about 0.6 MB). This is not "
+                f"a card the plugin reads: check how it was written (see {CONTRACT_DOC})."
+            )
         try:
             d = json.loads(text)
+        except RecursionError:
+            raise ModelCardError(
+                f"The model's '{METADATA_KEY}' card is JSON nested too deeply to be read (lists or objects "
+                f"inside each other thousands of levels deep): it is not a model card (see {CONTRACT_DOC})."
+            ) from None
         except (ValueError, TypeError) as error:
             raise ModelCardError(
-                f"The model's '{METADATA_KEY}' card is not valid JSON: {error} (see {CONTRACT_DOC})."
+                f"The model's '{METADATA_KEY}' card is not valid JSON: {shorten(error)} (see {CONTRACT_DOC})."
             ) from None
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except RecursionError:  # a repr of a deeply nested value
+            raise ModelCardError(
+                f"The model's '{METADATA_KEY}' card holds values nested too deeply to be read: it is not "
+                f"a model card (see {CONTRACT_DOC})."
+            ) from None
 
     def to_dict(self) -> dict:
         d: dict = {"format": self.format}
@@ -441,7 +500,7 @@ class ModelCard:
                 columns.append(index)
         if unknown:
             raise ModelCardError(
-                f"Unknown species: {', '.join(unknown)}. The model predicts {len(self.species)} species "
+                f"Unknown species: {listed(unknown, 10)}. The model predicts {len(self.species)} species "
                 f"(ids {self.species[0].id}..{self.species[-1].id}; see geoplant:modelinfo)."
             )
         return columns
@@ -468,45 +527,47 @@ def check_against_graph(card: ModelCard, graph_inputs, graph_outputs, source: st
     not_in_graph = [n for n in card_in if n not in graph_in]
     if not_in_graph:
         problems.append(
-            f"card inputs {', '.join(not_in_graph)} are not inputs of the graph "
-            f"(graph inputs: {', '.join(graph_in) or 'none'})"
+            f"card inputs {listed(not_in_graph)} are not inputs of the graph "
+            f"(graph inputs: {listed(graph_in) or 'none'})"
         )
     not_in_card = [n for n in graph_in if n not in card_in]
     if not_in_card:
-        problems.append(f"graph inputs {', '.join(not_in_card)} are not described in the card")
+        problems.append(f"graph inputs {listed(not_in_card)} are not described in the card")
     for name, spec in card_in.items():
         arg = graph_in.get(name)
         if arg is None:
             continue
         if arg.type not in ("tensor(float)",):
-            problems.append(f"input '{name}' must be float32 (tensor(float)), the graph has {arg.type}")
+            problems.append(
+                f"input '{shorten(name)}' must be float32 (tensor(float)), the graph has {arg.type}"
+            )
         expected = _expected_dims(spec)
         shape = list(arg.shape) if arg.shape is not None else None
         if shape is None:
             continue
         if len(shape) != len(expected) + 1:
             problems.append(
-                f"input '{name}' ({spec.kind}) must have rank {len(expected) + 1} "
+                f"input '{shorten(name)}' ({spec.kind}) must have rank {len(expected) + 1} "
                 f"[N, {', '.join(map(str, expected))}], the graph has {_dims_text(shape)}"
             )
             continue
         for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
             if isinstance(got, int) and got > 0 and got != want:
                 problems.append(
-                    f"input '{name}' axis {axis} is {got} in the graph but the card implies {want} "
+                    f"input '{shorten(name)}' axis {axis} is {got} in the graph but the card implies {want} "
                     f"(graph {_dims_text(shape)}, card [N, {', '.join(map(str, expected))}])"
                 )
     outputs = {a.name: a for a in graph_outputs}
     out = outputs.get(card.output.name)
     if out is None:
         problems.append(
-            f"output '{card.output.name}' is not an output of the graph (outputs: {', '.join(outputs)})"
+            f"output '{shorten(card.output.name)}' is not an output of the graph (outputs: {listed(outputs)})"
         )
     elif out.shape:
         last = out.shape[-1]
         if isinstance(last, int) and last > 0 and last != len(card.species):
             problems.append(
-                f"output '{card.output.name}' has {last} columns "
+                f"output '{shorten(card.output.name)}' has {last} columns "
                 f"but the card lists {len(card.species)} species"
             )
     if problems:

@@ -20,6 +20,11 @@ Graph (opset 13), input ``raw`` float32 [N, S]:
   computation over groups of neighbouring rows (:func:`_grouped_topk`).
 - ``probabilities = Gather(p, columns, axis=1)`` float32 [N, S'] (``Identity`` when all
   species are requested): SPECIES selects these bands only.
+- checks, when asked (``checks``): ``check_sum = ReduceSum(p)`` over every value (float32
+  scalar, NaN when a value is NaN) and, for ``checks="range"``, ``check_min`` and
+  ``check_max`` (``ReduceMin``/``ReduceMax`` of ``p``): the engine refuses a model whose
+  "probabilities" leave [0, 1] or hold NaN (:data:`CHECKS`). The raw [N, S] never reaches
+  Python, so these three scalars per call are what it looks at.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ ATTR_FLOAT, ATTR_INT, ATTR_INTS = 1, 2, 7
 TOPK_MARGIN = 16
 
 _DTYPES = {np.dtype(np.float32): FLOAT, np.dtype(np.int32): INT32, np.dtype(np.int64): INT64}
+
+#: ``checks`` of the post-processing -> its scalar outputs: "sum" (NaN anywhere in p) for a
+#: sigmoid/softmax whose outputs do not already show NaN; "range" (min, max and NaN) for
+#: activation "none", whose values are in [0, 1] only if the model says the truth
+CHECKS = {None: (), "sum": ("check_sum",), "range": ("check_min", "check_max", "check_sum")}
 
 
 # --- minimal protobuf wire encoding ----------------------------------------------------
@@ -210,7 +220,7 @@ def _grouped_topk(nodes, inits, p, k, result, n_species, top_k, group, opset, na
 
 def _parts(
     n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities, source, name, out,
-    topk_group=1, opset=OPSET, topk_margin=None,
+    topk_group=1, opset=OPSET, topk_margin=None, checks=None,
 ):  # fmt: skip
     """(nodes, initializers, outputs) of the post-processing, as serialized messages.
 
@@ -279,6 +289,12 @@ def _parts(
         outputs.append(_value_info(out("topk"), INT32, ["N", top_k]))
     if not outputs:
         raise ValueError("no output requested")
+    if checks not in CHECKS:
+        raise ValueError(f"unknown checks {checks!r}")
+    ops = {"check_min": "ReduceMin", "check_max": "ReduceMax", "check_sum": "ReduceSum"}
+    for key in CHECKS[checks]:  # over every axis (no axes given), a float32 scalar
+        nodes.append(_node(ops[key], [p], [out(key)], name(key), keepdims=0))
+        outputs.append(_value_info(out(key), FLOAT, []))
     return nodes, inits, outputs
 
 
@@ -294,6 +310,7 @@ def postprocess_graph(
     probabilities: bool = False,
     topk_group: int = 1,
     topk_margin: int | None = None,
+    checks: str | None = None,
 ) -> bytes:
     """Serialized ONNX model turning the raw output [N, n_species] (input ``raw``) into the outputs.
 
@@ -305,10 +322,11 @@ def postprocess_graph(
     ``topk_group`` > 1: the top-K of groups of that many neighbouring rows is found from
     the group's first row (:func:`_grouped_topk`; same result); N must then be a multiple
     of it.
+    ``checks``: None, "sum" or "range": the scalar outputs of :data:`CHECKS` too.
     """
     nodes, inits, outputs = _parts(
         n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
-        "raw", lambda x: x, lambda x: x, topk_group, OPSET, topk_margin,
+        "raw", lambda x: x, lambda x: x, topk_group, OPSET, topk_margin, checks,
     )  # fmt: skip
     graph = b"".join(_bytes(1, n) for n in nodes) + _str(2, "geoplant_postprocess")
     graph += b"".join(_bytes(5, t) for t in inits)
@@ -325,6 +343,7 @@ APPENDED_OUTPUTS = {
     "richness": "geoplant_post/richness",
     "topk": "geoplant_post/topk",
     "probabilities": "geoplant_post/probabilities",
+    **{key: f"geoplant_post/{key}" for key in CHECKS["range"]},
 }
 
 
@@ -400,6 +419,7 @@ def append_postprocess(
     probabilities: bool = False,
     topk_group: int = 1,
     topk_margin: int | None = None,
+    checks: str | None = None,
 ) -> bytes:
     """The model's bytes with the post-processing appended to its graph.
 
@@ -415,7 +435,7 @@ def append_postprocess(
     nodes, inits, outputs = _parts(
         n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
         output_name, lambda x: f"geoplant_post/{x}", lambda x: APPENDED_OUTPUTS[x], topk_group, opset,
-        topk_margin,
+        topk_margin, checks,
     )  # fmt: skip
 
     def keep(field, whole, payload):  # the raw output is no longer a graph output

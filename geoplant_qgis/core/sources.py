@@ -86,6 +86,15 @@ def find_bands(names: Sequence[str], raster_paths: Sequence) -> dict[str, BandRe
     return {name: _find(name, catalogue) for name in names}
 
 
+def _line_of_byte(path: str, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` of a file (for a decoding error's message)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(max(0, offset)).count(b"\n") + 1
+    except OSError:
+        return 1
+
+
 def _parse_band(text: str, where: str) -> int:
     text = text.strip()
     if not text:
@@ -102,12 +111,23 @@ def _parse_band(text: str, where: str) -> int:
 def _parse_csv(path: str) -> dict[str, BandRef]:
     base = os.path.dirname(os.path.abspath(path))
     mapping: dict[str, BandRef] = {}
+    name = os.path.basename(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except OSError as error:
         raise InputDataError(f"Cannot read the MAPPING file '{path}': {error.strerror}.") from None
-    name = os.path.basename(path)
+    except UnicodeDecodeError as error:
+        line = _line_of_byte(path, error.start)
+        raise InputDataError(
+            f"The MAPPING file '{name}' is not UTF-8 text (line {line} has bytes that are not UTF-8 "
+            f"characters; is it a binary file?). Give a CSV file 'variable,path,band' saved as UTF-8."
+        ) from None
+    except csv.Error as error:
+        raise InputDataError(
+            f"The MAPPING file '{name}' is not a readable CSV ({error}; is it a binary file?). Give a CSV "
+            f"file 'variable,path,band' saved as UTF-8."
+        ) from None
     for line, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
         if not any(cells) or cells[0].startswith("#"):
@@ -115,6 +135,11 @@ def _parse_csv(path: str) -> dict[str, BandRef]:
         if line == 1 and [c.lower() for c in cells[:2]] == ["variable", "path"]:
             continue  # header
         where = f"file '{name}' line {line}"
+        if any("\x00" in c for c in cells):
+            raise InputDataError(
+                f"MAPPING {where} holds a NUL byte: this is not a text file (a binary file?). Give a CSV "
+                f"file 'variable,path,band' saved as UTF-8."
+            )
         if len(cells) < 2 or not cells[0] or not cells[1] or len(cells) > 3:
             raise InputDataError(f"MAPPING {where}: expected 'variable,path[,band]', got '{','.join(row)}'.")
         band = _parse_band(cells[2] if len(cells) > 2 else "", where)
@@ -138,6 +163,11 @@ def parse_mapping(text) -> dict[str, BandRef]:
     candidate = text.strip().strip('"')
     if os.path.isfile(candidate):
         return _parse_csv(candidate)
+    if os.path.isdir(candidate):
+        raise InputDataError(
+            f"The MAPPING '{candidate}' is a folder. Give a CSV file 'variable,path,band', or "
+            f"'variable=path[#band]' pairs separated by ';'."
+        )
     if "=" not in candidate and "\n" not in candidate and ";" not in candidate:
         if candidate.lower().endswith((".csv", ".txt")):
             raise InputDataError(f"The MAPPING file '{candidate}' does not exist.")
@@ -147,6 +177,8 @@ def parse_mapping(text) -> dict[str, BandRef]:
         if not entry:
             continue
         where = f"entry {i} '{entry}'"
+        if "\x00" in entry:
+            raise InputDataError(f"MAPPING entry {i} holds a NUL byte; give 'variable=path[#band]' as text.")
         variable, sep, target = entry.partition("=")
         variable, target = variable.strip(), target.strip().strip('"')
         if not sep or not variable or not target:
@@ -156,6 +188,11 @@ def parse_mapping(text) -> dict[str, BandRef]:
             band = _parse_band(band_text, where)
         elif hash_ and path and not band_text.strip():
             raise InputDataError(f"MAPPING {where}: a band number must follow '#'.")
+        elif hash_ and path and not os.path.exists(target) and not re.search(r"[./\\]", band_text):
+            raise InputDataError(
+                f"MAPPING {where}: the band after '#' must be a whole number from 1, "
+                f"not '{band_text.strip()}'."
+            )
         else:
             path, band = target, 1
         mapping[variable] = BandRef(path.strip(), band)
@@ -167,8 +204,17 @@ def _check_ref(variable: str, ref: BandRef) -> BandRef:
         with rasterio.open(ref.path) as src:
             count = src.count
     except rasterio.errors.RasterioIOError:
+        path = str(ref.path)
+        reason = (
+            "no such file"
+            if not path.startswith("/vsi") and not os.path.exists(path)
+            else "a folder, not a raster"
+            if os.path.isdir(path)
+            else "not a raster GDAL can read"
+        )
         raise InputDataError(
-            f"MAPPING for '{variable}': cannot open the raster '{ref.path}' (no such file or not a raster)."
+            f"MAPPING for '{variable}': cannot open the raster '{ref.path}' ({reason}). Give the path of a "
+            f"raster file, e.g. '{variable}=/path/to/raster.tif#1'."
         ) from None
     if ref.band > count:
         raise InputDataError(

@@ -66,6 +66,8 @@ from ..core import estimate
 from ..core.bundled import default_model_path
 from ..core.engine import DEFAULT_CELL_SIZE, DEFAULT_CRS
 from ..core.errors import GeoPlantError
+from ..core.files import RASTER_SIDECARS, sidecars_of
+from ..core.geotiff import SPECIES_CSV_SUFFIX
 from ..processing.base import plugin_icon
 from ..processing.params import crs_text
 from . import results
@@ -77,6 +79,8 @@ SETTINGS_SCOPE = "GeoPlant"
 FOUND = "found"
 MISSING = "missing"
 TIMING_BATCH = 256
+#: the AREA polygons of a run, written in a folder of the dock's own (removed after the run)
+AREA_FILE = "area.gpkg"
 
 
 def _log(message, level=Qgis.Info):
@@ -823,6 +827,7 @@ class GeoPlantDock(QgsDockWidget):
             probabilities=len(self.selected_species()),
             seconds_per_cell=self.seconds_per_cell,  # one run gives every output
             free_bytes=free,
+            cell_size=self.cell_size_spin.value(),  # beyond MAX_CELLS: predict's very refusal
         )
         self.last_estimate = result
         self.estimate_label.setText(
@@ -842,6 +847,8 @@ class GeoPlantDock(QgsDockWidget):
         if self.card is None:
             reasons.append(self.model_error or "Choose a model.")
             return reasons
+        if self.last_estimate is not None and self.last_estimate.refusal:
+            reasons.append(f"{self.last_estimate.cells:,} cells is too many for one run (see the estimate).")
         missing = self.missing_inputs()
         if missing:
             reasons.append(f"Missing inputs: {', '.join(missing)}.")
@@ -888,9 +895,17 @@ class GeoPlantDock(QgsDockWidget):
     def _unique_run_name(self, folder, base):
         base = "".join(c if c.isalnum() or c in "-_" else "_" for c in base.strip()) or "geoplant_run"
         name, n = base, 1
+        # a new name when any output or side-car file exists: a run never replaces a file
         while any(
-            os.path.exists(os.path.join(folder, f"{name}_{suffix}.tif"))
-            for suffix in ("richness", "topk", "probabilities")
+            os.path.lexists(os.path.join(folder, f"{name}_{suffix}"))
+            for suffix in (
+                "richness.tif",
+                "topk.tif",
+                "probabilities.tif",
+                f"topk{SPECIES_CSV_SUFFIX}",
+                "topk.qml",
+                *(f"{k}.tif{s}" for k in ("richness", "topk", "probabilities") for s in RASTER_SIDECARS),
+            )
         ):
             n += 1
             name = f"{base}_{n}"
@@ -900,7 +915,7 @@ class GeoPlantDock(QgsDockWidget):
         """The polygon area as a GeoPackage in a temporary folder (path for AREA)."""
         folder = tempfile.mkdtemp(prefix="geoplant_area_")
         self.temp_dirs.append(folder)
-        path = os.path.join(folder, "area.gpkg")
+        path = os.path.join(folder, AREA_FILE)
         options = QgsVectorFileWriter.SaveVectorOptions()
         options.driverName = "GPKG"
         options.layerName = "area"
@@ -1051,8 +1066,19 @@ class GeoPlantDock(QgsDockWidget):
             self.status_label.setText(message)
 
     def _remove_temp_dirs(self):
+        """Remove the area files this dock wrote (with their GeoPackage journal files) and the
+        folders it made for them (``tempfile.mkdtemp``), only when left empty: nothing else."""
         for folder in self.temp_dirs:
-            shutil.rmtree(folder, ignore_errors=True)
+            path = os.path.join(folder, AREA_FILE)
+            for candidate in (path, *sidecars_of(path)):
+                try:
+                    os.remove(candidate)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
         self.temp_dirs = []
 
     def wait_for_run(self, timeout_s=120.0):

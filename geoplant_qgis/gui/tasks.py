@@ -49,26 +49,39 @@ OUTPUT_KEYS = ("OUTPUT_RICHNESS", "OUTPUT_TOPK", "OUTPUT_PROBABILITIES")
 SIDE_CARS = (SPECIES_CSV_SUFFIX, ".qml", ".tif.aux.xml")
 
 
-def remove_outputs(paths) -> None:
-    """Delete finished outputs (and their side-car files) of a run that did not complete."""
+def output_files(paths) -> list[str]:
+    """The outputs and the side-car files a run writes next to them."""
+    files = []
     for path in paths:
-        if not path:
+        if path:
+            stem = os.path.splitext(path)[0]
+            files += [path, *(stem + ext for ext in SIDE_CARS)]
+    return files
+
+
+def remove_outputs(paths, keep=()) -> None:
+    """Delete finished outputs (and their side-car files) of a run that did not complete;
+    never a name in ``keep`` (the files that were there before the run)."""
+    keep = {os.path.abspath(k) for k in keep}
+    for candidate in output_files(paths):
+        if os.path.abspath(candidate) in keep:
             continue
-        stem = os.path.splitext(path)[0]
-        for candidate in (path, *(stem + ext for ext in SIDE_CARS)):
-            try:
-                os.remove(candidate)
-            except OSError:
-                pass
+        try:
+            os.remove(candidate)
+        except OSError:
+            pass
 
 
 class PredictRun(QObject):
     """One run of ``geoplant:predict`` in the background (one pass gives every output:
     SPECIES only chooses the probability bands).
 
-    All or nothing: the algorithm writes under temporary names and renames at the end; if
-    the run fails, or is cancelled even after the algorithm finished, its outputs (and
-    their side-car files) are removed.
+    All or nothing: the algorithm writes under temporary names and renames at the end, and
+    a failed or cancelled algorithm leaves every previous file as it was. A cancel that
+    comes after the algorithm finished removes the outputs it published (and their
+    side-car files) when none of those names existed before the run; when one did, the
+    previous file is gone already, so the complete new outputs are kept and the run counts
+    as finished (nothing the run did not create is ever deleted).
 
     Signals: ``progressChanged(float)`` (0-100), ``finished(bool ok, dict results, str
     message)``; ``message`` is the algorithm's own plain-words error, or the cancellation
@@ -89,6 +102,8 @@ class PredictRun(QObject):
         self.cancelled = False
         self.done = False
         self.results: dict = {}
+        #: output names (and side-car names) that existed before the run: never removed
+        self.existing: set[str] = set()
 
     def start(self) -> None:
         """Queue the run; raises RuntimeError with a plain message when the algorithm is absent."""
@@ -106,6 +121,9 @@ class PredictRun(QObject):
         self.feedback.progressChanged.connect(self._progress)
         self.task = QgsProcessingAlgRunnerTask(algorithm, self.parameters, self.context, self.feedback)
         self.task.executed.connect(self._executed)
+        self.existing = {
+            f for f in output_files(self.parameters.get(key) for key in OUTPUT_KEYS) if os.path.lexists(f)
+        }
         self.algorithm = algorithm  # the task made its own copy; keep ours alive anyway
         QgsApplication.taskManager().addTask(self.task)
 
@@ -131,6 +149,17 @@ class PredictRun(QObject):
         self.results = dict(results or {}) if ok else {}
         self.done = True
         self.task = None
+        published = output_files(self.results.get(key) for key in OUTPUT_KEYS)
+        replaced = {os.path.abspath(f) for f in published} & {os.path.abspath(f) for f in self.existing}
+        if cancelled and ok and replaced:
+            # too late to cancel: the outputs replaced files that were there; keep them
+            QgsMessageLog.logMessage(
+                "The cancel came after the run had finished and replaced existing files: its "
+                "outputs are kept.",
+                LOG_TAG,
+                Qgis.Info,
+            )
+            cancelled = False
         if cancelled:
             message = "Run cancelled; no output was written."
             ok = False
@@ -143,5 +172,5 @@ class PredictRun(QObject):
             QgsMessageLog.logMessage(f"Run failed: {details}", LOG_TAG, Qgis.Critical)
         if not ok:
             # a run cancelled after the algorithm finished: its files go too
-            remove_outputs(self.results.get(key) for key in OUTPUT_KEYS)
+            remove_outputs((self.results.get(key) for key in OUTPUT_KEYS), keep=self.existing)
         self.finished.emit(bool(ok), dict(self.results) if ok else {}, message)

@@ -93,10 +93,22 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
     def icon(self):
         return plugin_icon()
 
+    def checkParameterValues(self, parameters, context):
+        """Our checks first (:func:`.params.parameter_problem`: the parameter, the value and
+        what to give), then QGIS's own (whose message only says 'Incorrect parameter value')."""
+        from .params import parameter_problem
+
+        problem = parameter_problem(self, parameters, context)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
     def processAlgorithm(self, parameters, context, feedback):
-        """Run :meth:`execute` with SIGTERM/SIGHUP as cancellation (:mod:`core.signals`),
-        Python warnings turned into plain log lines (no source paths), and every error into
-        plain words (:func:`core.errors.plain_message`): no traceback reaches the user."""
+        """Check the parameters again (a QGIS task runs an algorithm without
+        checkParameterValues), then run :meth:`execute` with SIGTERM/SIGHUP as cancellation
+        (:mod:`core.signals`), Python warnings turned into plain log lines (no source paths),
+        and every error into plain words (:func:`core.errors.plain_message`): no traceback
+        reaches the user."""
         from ..core.signals import cancel_on_signals
 
         progress = FeedbackProgress(feedback)
@@ -104,6 +116,11 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
         with cancel_on_signals(on_signal), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                from .params import parameter_problem
+
+                problem = parameter_problem(self, parameters, context)
+                if problem:
+                    raise QgsProcessingException(problem)
                 return self.execute(parameters, context, feedback, progress)
             except QgsProcessingException:
                 raise

@@ -21,7 +21,16 @@ from qgis.core import (
 
 from ..core.errors import InputDataError, MissingDependencyError
 from .base import GeoPlantAlgorithm
-from .params import add_model_parameters, crs_text, given, is_null, raster_paths, whole_number
+from .inputs import layer_file
+from .params import (
+    add_model_parameters,
+    crs_text,
+    given,
+    is_null,
+    raster_paths,
+    read_number,
+    whole_number,
+)
 
 
 def _whole(token) -> int:
@@ -194,9 +203,36 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             )
         return frame, crs
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.evaluate import evaluate_surveys
+    def _input_file(self, parameters, name, context):
+        value = parameters.get(name)
+        if isinstance(value, str) and value.lower().endswith(".csv"):
+            return value
+        return layer_file(self, parameters, context, name)
 
+    def execute(self, parameters, context, feedback, progress):
+        from ..core.evaluate import check_evaluate_outputs, evaluate_surveys
+
+        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        table = (
+            self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context)
+            if given(parameters, "OUTPUT_TABLE")
+            else None
+        )
+        # outputs that are inputs (or each other): refused before anything is read
+        input_files = {n: self._input_file(parameters, n, context) for n in ("SURVEYS", "TRAIN_SURVEYS")}
+        layers = {
+            n: raster_paths(self, parameters, context, n) if given(parameters, n) else []
+            for n in ("RASTERS", "PREDICTIONS")
+        }
+        check_evaluate_outputs(
+            report,
+            table,
+            model=self.parameterAsFile(parameters, "MODEL", context) or None,
+            rasters=layers["RASTERS"],
+            mapping=self.parameterAsString(parameters, "MAPPING", context) or None,
+            predictions=layers["PREDICTIONS"],
+            input_files=input_files,
+        )
         surveys, crs = self._surveys(parameters, "SURVEYS", context, progress)
         train_lists = None
         if given(parameters, "TRAIN_SURVEYS"):
@@ -221,13 +257,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
                 raise InputDataError(
                     "MODEL needs its input RASTERS (or a MAPPING) to predict at the surveys."
                 )
-        k = self.parameterAsInt(parameters, "TOP_K", context)
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
-        table = (
-            self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context)
-            if given(parameters, "OUTPUT_TABLE")
-            else None
-        )
+        k = read_number(self, parameters, "TOP_K", context, default=25)
         if not QgsCoordinateReferenceSystem(crs).isValid():
             raise InputDataError(f"The surveys' CRS {crs!r} is not valid.")
         result = evaluate_surveys(
@@ -242,6 +272,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             output_report=report,
             output_table=table,
             progress=progress,
+            input_files=input_files,
         )
         outputs = {
             "OUTPUT_REPORT": report,

@@ -13,7 +13,9 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
-from .params import given, raster_layer_path, read_crs
+from .limits import add_max_cells, read_max_cells
+from .limits import help_text as max_cells_help
+from .params import given, raster_layer_path, read_crs, read_number
 from .sampleenvironment import add_location_parameters, read_grid, read_points
 
 
@@ -27,7 +29,8 @@ class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
         "writes them as GLC25-style GeoTIFFs OUTPUT_FOLDER/CD/AB/<id>.tiff (CD: the id's last two "
         "digits, AB: the two before): int16, nodata -1, in CRS (default EPSG:3035, LAEA Europe). "
         "BANDS default to the bands described red, green, blue, nir. Resampling is nearest "
-        "neighbour: each patch pixel is the raster pixel containing its centre."
+        "neighbour: each patch pixel is the raster pixel containing its centre.\n\n"
+        + max_cells_help(patches=True)
     )
     REQUIRES = ("numpy", "rasterio")
 
@@ -53,6 +56,7 @@ class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
             )
         )  # fmt: skip
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", self.tr("Output folder")))
+        add_max_cells(self, patches=True)
         self.addOutput(QgsProcessingOutputNumber("COUNT", self.tr("Patches written")))
         self.addOutput(QgsProcessingOutputNumber("SKIPPED", self.tr("Patches outside the raster")))
 
@@ -73,11 +77,12 @@ class ExtractPatchesAlgorithm(GeoPlantAlgorithm):
             folder,
             raster_layer_path(layer),
             bands=bands or None,
-            size=self.parameterAsInt(parameters, "SIZE", context),
-            pixel_size=self.parameterAsDouble(parameters, "PIXEL_SIZE", context),
+            size=read_number(self, parameters, "SIZE", context, default=64),
+            pixel_size=read_number(self, parameters, "PIXEL_SIZE", context, default=10.0),
             points=points,
             grid=grid,
             crs=crs,
             progress=progress,
+            max_cells=read_max_cells(self, parameters, context),
         )
         return {"OUTPUT_FOLDER": result.folder, "COUNT": len(result.paths), "SKIPPED": result.skipped}

@@ -28,7 +28,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import OutputError
-from ..core.files import output_folder, publish_together, temporary_sibling
+from ..core.files import Publication, check_outputs, sidecars_of, temporary_sibling
 from ..core.progress import ScaledProgress
 from .base import GeoPlantAlgorithm
 from .styles import apply_on_load, style_survey_points
@@ -85,11 +85,22 @@ def area_filter(alg, parameters, context):
 
 
 class VectorFileOutput:
-    """A vector file written under a temporary name in the destination folder, renamed at the end."""
+    """A vector file written under a temporary name in the destination folder, renamed at the end.
 
-    def __init__(self, path, fields, context, crs=WGS84):
+    The folders made for it are recorded (a :class:`~core.files.Publication`): ``discard()``
+    removes the temporary files and those folders when left empty; the user's previous file
+    and its sidecars are untouched until ``commit()`` replaces them all together.
+    """
+
+    def __init__(self, path, fields, context, crs=WGS84, progress=None):
         self.path = os.path.abspath(path)
-        self.folder = folder = output_folder(self.path)
+        self.publication = Publication(progress)
+        self.writer = None
+        try:
+            self.folder = folder = self.publication.folder(self.path)
+        except BaseException:
+            self.publication.discard()
+            raise
         self.stem, self.ext = os.path.splitext(os.path.basename(self.path))
         self.tmp_stem = os.path.splitext(os.path.basename(temporary_sibling(self.path)))[0]
         options = QgsVectorFileWriter.SaveVectorOptions()
@@ -122,14 +133,11 @@ class VectorFileOutput:
         """The file and its sidecars (shapefile parts, GeoPackage journal...) moved into
         place together; a rename that fails leaves the previous files as they were."""
         del self.writer
-        self.writer = None
-        publish_together(
-            (
-                os.path.join(self.folder, name),
-                os.path.join(self.folder, self.stem + name[len(self.tmp_stem) :]),
-            )
-            for name in self._tmp_files()
-        )
+        self.writer = None  # closes the file: no journal left beside it
+        for name in self._tmp_files():
+            final = self.stem + name[len(self.tmp_stem) :]
+            self.publication.add(os.path.join(self.folder, name), os.path.join(self.folder, final))
+        self.publication.publish()
         return self.path
 
     def discard(self):
@@ -139,6 +147,7 @@ class VectorFileOutput:
                 os.remove(os.path.join(self.folder, name))
             except OSError:
                 pass
+        self.publication.discard()  # the folders made for the output, when left empty
 
 
 def _value(v):
@@ -263,7 +272,9 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
                 )
                 yield frame, 80 + 20 * stop / max(n, 1)
 
-        output = VectorFileOutput(destination, fields, context)
+        # an output that is the input (or one of its sidecars) is refused before anything starts
+        check_outputs({"OUTPUT": [destination, *sidecars_of(destination)]}, {"INPUT": path})
+        output = VectorFileOutput(destination, fields, context, progress=progress)
         count = 0
         try:
             for frame, done in batches():
@@ -282,6 +293,7 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
                 count += len(features)
                 if done is not None:
                     progress.set_progress(done)
+            progress.check_cancelled()
             final = output.commit()
         except BaseException:
             output.discard()

@@ -21,32 +21,35 @@ def _numbers(values) -> str:
 
 
 def describe_card(card: ModelCard) -> list[str]:
-    """The card as readable lines (what the log shows)."""
-    lines = [f"Model: {card.name or '(no name)'}  [{card.format}]"]
+    """The card as readable lines (what the log shows); long texts and lists are cut (the
+    whole card is CARD_JSON)."""
+    from ..core.modelcard import listed, shorten
+
+    lines = [f"Model: {shorten(card.name) or '(no name)'}  [{card.format}]"]
     if card.description:
-        lines.append(f"Description: {card.description}")
+        lines.append(f"Description: {shorten(card.description, 2000)}")
     if card.license:
-        lines.append(f"License: {card.license}")
+        lines.append(f"License: {shorten(card.license)}")
     if card.citation:
-        lines.append(f"Citation: {card.citation}")
-    first = ", ".join(f"{s.name} ({s.id})" for s in card.species[:5])
+        lines.append(f"Citation: {shorten(card.citation, 1000)}")
+    first = ", ".join(f"{shorten(s.name)} ({s.id})" for s in card.species[:5])
     more = f", ... ({len(card.species) - 5} more)" if len(card.species) > 5 else ""
     lines.append(f"Species: {len(card.species)}: {first}{more}")
-    lines.append(f"Output: '{card.output.name}', activation {card.output.activation}")
+    lines.append(f"Output: '{shorten(card.output.name)}', activation {card.output.activation}")
     for spec in card.inputs:
         if spec.kind == "patch":
             what = (
                 f"patch {len(spec.bands)} x {spec.size} x {spec.size} px at {spec.pixel_size_m:g} m; "
-                f"bands: {', '.join(spec.bands)}"
+                f"bands: {listed(spec.bands, 20)}"
             )
         elif spec.kind == "cube":
             what = (
                 f"cube {' x '.join(map(str, spec.shape))}; {len(spec.variables)} variables: "
-                f"{', '.join(spec.variables[:6])}{', ...' if len(spec.variables) > 6 else ''}"
+                f"{listed(spec.variables[:6], 6)}{', ...' if len(spec.variables) > 6 else ''}"
             )
         else:
-            what = f"point, {len(spec.variables)} variables: {', '.join(spec.variables)}"
-        lines.append(f"Input '{spec.name}': {what}")
+            what = f"point, {len(spec.variables)} variables: {listed(spec.variables, 100)}"
+        lines.append(f"Input '{shorten(spec.name)}': {what}")
         norm = [f"scale {spec.scale:g}"] if spec.scale != 1.0 else []
         if spec.mean:
             norm.append(f"mean [{_numbers(spec.mean)}]")
@@ -90,20 +93,26 @@ class ModelInfoAlgorithm(GeoPlantAlgorithm):
 
     def execute(self, parameters, context, feedback, progress):
         model = self.parameterAsFile(parameters, "MODEL", context)
+        from ..core.files import check_outputs
         from ..core.modelcard import read_model_card  # at run time: the plugin loads faster
 
-        card = read_model_card(model)
-        for line in describe_card(card):
-            progress.info(line)
-        text = card.to_json(indent=2)
-        results = {"CARD_JSON": text}
         out = (
             self.parameterAsFileOutput(parameters, "OUTPUT_JSON", context)
             if parameters.get("OUTPUT_JSON")
             else ""
         )
+        if out:  # refused before anything is read or written
+            check_outputs({"OUTPUT_JSON": out}, {"MODEL": model})
+        card = read_model_card(model)
+        for line in describe_card(card):
+            progress.info(line)
+        text = card.to_json(indent=2)
+        results = {"CARD_JSON": text}
         if out:
-            from ..core.files import write_text
+            from ..core.files import Publication
 
-            results["OUTPUT_JSON"] = write_text(out, text + "\n")
+            with Publication(progress) as publication:
+                publication.write_text(publication.temporary(out), text + "\n")
+                progress.check_cancelled()
+                results["OUTPUT_JSON"] = publication.publish()[0]
         return results

@@ -23,7 +23,18 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
-from .params import add_model_parameters, given, raster_paths, read_area, read_crs, read_extent
+from .inputs import layer_file
+from .limits import add_max_cells, read_max_cells
+from .limits import help_text as max_cells_help
+from .params import (
+    add_model_parameters,
+    given,
+    raster_paths,
+    read_area,
+    read_crs,
+    read_extent,
+    read_number,
+)
 from .styles import apply_on_load, band_range, named_ramp, pseudocolor, species_label, style_probability
 
 OUTPUTS = (
@@ -70,7 +81,7 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         "and a QGIS style), probabilities (float32, one band per species). Richness and top-K always "
         "cover every species of the model; SPECIES (ids or names, comma separated; default all) "
         "chooses which probability bands are written, in the order given. Files appear under their "
-        "names only when the run succeeds."
+        "names only when the run succeeds.\n\n" + max_cells_help()
     )
 
     def initAlgorithm(self, config=None):
@@ -123,6 +134,7 @@ class PredictAlgorithm(GeoPlantAlgorithm):
                     name, self.tr(label), optional=True, createByDefault=False
                 )
             )
+        add_max_cells(self)
         self.addOutput(QgsProcessingOutputNumber("CELLS", self.tr("Cells")))
         self.addOutput(QgsProcessingOutputNumber("VALID_CELLS", self.tr("Valid cells")))
         self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Seconds")))
@@ -142,19 +154,9 @@ class PredictAlgorithm(GeoPlantAlgorithm):
             raise QgsProcessingException("Give an EXTENT or an AREA to predict over.")
 
         crs = read_crs(self, parameters, context)
-        cell_size = (
-            self.parameterAsDouble(parameters, "CELL_SIZE", context)
-            if given(parameters, "CELL_SIZE")
-            else None
-        )
-        if cell_size is not None and cell_size <= 0:
-            raise QgsProcessingException("CELL_SIZE must be a positive number of metres.")
-        threshold = (
-            self.parameterAsDouble(parameters, "THRESHOLD", context)
-            if given(parameters, "THRESHOLD")
-            else None
-        )
-        top_k = self.parameterAsInt(parameters, "TOP_K", context)
+        cell_size = read_number(self, parameters, "CELL_SIZE", context)
+        threshold = read_number(self, parameters, "THRESHOLD", context)
+        top_k = read_number(self, parameters, "TOP_K", context, default=0)
         species = self.parameterAsString(parameters, "SPECIES", context) or None
 
         paths = {}
@@ -189,6 +191,8 @@ class PredictAlgorithm(GeoPlantAlgorithm):
             output_topk=paths.get("topk"),
             output_probabilities=paths.get("probabilities"),
             progress=progress,
+            input_files={"AREA": layer_file(self, parameters, context, "AREA")},
+            max_cells=read_max_cells(self, parameters, context),
         )
 
         outputs = {"CELLS": result.cells, "VALID_CELLS": result.valid_cells, "SECONDS": result.seconds}

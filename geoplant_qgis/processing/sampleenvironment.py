@@ -20,7 +20,20 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
-from .params import crs_text, given, is_null, raster_paths, read_area, read_crs, read_extent, whole_number
+from .inputs import layer_file
+from .limits import add_max_cells, read_max_cells
+from .limits import help_text as max_cells_help
+from .params import (
+    crs_text,
+    given,
+    is_null,
+    raster_paths,
+    read_area,
+    read_crs,
+    read_extent,
+    read_number,
+    whole_number,
+)
 
 ID_FIELD = "surveyId"
 
@@ -104,7 +117,7 @@ def read_grid(alg, parameters, context, feedback) -> GridArea | None:
     if extent is None and area is None:
         return None
     crs = read_crs(alg, parameters, context) or "EPSG:3035"
-    cell_size = alg.parameterAsDouble(parameters, "CELL_SIZE", context)
+    cell_size = read_number(alg, parameters, "CELL_SIZE", context, default=100.0)
     from ..core.extract import GridArea
 
     return GridArea(crs, cell_size, extent, extent_crs, area, area_crs)
@@ -120,7 +133,7 @@ class SampleEnvironmentAlgorithm(GeoPlantAlgorithm):
         "per variable; nodata is left empty. A point takes the value of the pixel containing it "
         "(no interpolation), as geoplant:predict does. Variables are named by band description, "
         "else by file name (one-band rasters); MAPPING (variable=path[#band];... or a CSV file "
-        "variable,path,band) adds or renames variables."
+        "variable,path,band) adds or renames variables.\n\n" + max_cells_help()
     )
     REQUIRES = ("numpy", "rasterio")
 
@@ -141,6 +154,7 @@ class SampleEnvironmentAlgorithm(GeoPlantAlgorithm):
                 "OUTPUT", self.tr("Environmental values"), "CSV files (*.csv)"
             )
         )
+        add_max_cells(self)
         self.addOutput(QgsProcessingOutputNumber("ROWS", self.tr("Rows written")))
 
     def execute(self, parameters, context, feedback, progress):
@@ -153,5 +167,15 @@ class SampleEnvironmentAlgorithm(GeoPlantAlgorithm):
         if points is None and grid is None:
             raise QgsProcessingException("Give POINTS, or an EXTENT or an AREA for a grid.")
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        result = sample_environment(output, rasters, mapping, points=points, grid=grid, progress=progress)
+        layers = {name: layer_file(self, parameters, context, name) for name in ("POINTS", "AREA")}
+        result = sample_environment(
+            output,
+            rasters,
+            mapping,
+            points=points,
+            grid=grid,
+            progress=progress,
+            input_files=layers,
+            max_cells=read_max_cells(self, parameters, context),
+        )
         return {"OUTPUT": result.path, "ROWS": result.rows}

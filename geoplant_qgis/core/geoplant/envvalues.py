@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError, OutputError
-from ..files import write_text
+from ..files import check_outputs, write_text
 from ..progress import as_progress
 from .observations import MAX_EXAMPLES, numeric_text
 
@@ -87,12 +87,16 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
     return frame
 
 
-def write_env_values(path, frame: pd.DataFrame) -> str:
+def write_env_values(path, frame: pd.DataFrame, inputs=None) -> str:
     """Write ``frame`` (index or column ``surveyId``, then variables) as a GeoPlant CSV.
 
     NaN is written as an empty field; numbers keep full precision. Written under a
     temporary name in the destination folder and renamed at the end; returns the path.
+    ``inputs``: {label: path} of the files the values came from: ``path`` must be none of
+    them (:func:`..files.check_outputs`, refused before anything is written).
     """
+    if inputs:
+        check_outputs({"OUTPUT": path}, inputs)
     if ID_COLUMN in frame.columns:
         out = frame.set_index(ID_COLUMN)
     else:

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from ..errors import InputDataError, OutputError
-from ..files import output_folder, temporary_sibling
+from ..files import Publication, dataset_file, sidecars_of, temporary_sibling
 
 #: band order and descriptions of every 4-band GeoPlant patch
 PATCH_BANDS = ("red", "green", "blue", "nir")
@@ -106,14 +106,16 @@ def explicit_crs(crs):
     return CRS.from_user_input(crs)
 
 
-def write_glc25_patch(path, data, transform, crs, nodata=-1) -> str:
+def write_glc25_patch(path, data, transform, crs, nodata=-1, into=None) -> str:
     """Write a GLC25-style patch: 4-band int16 GeoTIFF (red, green, blue, nir).
 
     ``data`` is ``[4, H, W]`` and must fit int16. The CRS is written explicitly (the
     ``EPSG:3035`` code when it is LAEA Europe). The file is written under a temporary
-    name in the destination folder and renamed at the end; returns the final path.
+    name in the destination folder; returns the final path. ``into``: the run's
+    :class:`PatchTree` (or a :class:`~core.files.Publication`), which names the temporary
+    and publishes it with the run's other outputs; without it the patch is renamed into
+    place at once.
     """
-    import rasterio
     from affine import Affine
 
     array = np.asarray(data)
@@ -134,8 +136,6 @@ def write_glc25_patch(path, data, transform, crs, nodata=-1) -> str:
         transform = Affine(*transform)
     out_crs = explicit_crs(crs)
     final = os.path.abspath(os.fspath(path))
-    output_folder(final)
-    tmp = temporary_sibling(final)
     profile = {
         "driver": "GTiff",
         "width": array.shape[2],
@@ -148,34 +148,126 @@ def write_glc25_patch(path, data, transform, crs, nodata=-1) -> str:
         "compress": "lzw",
         "interleave": "pixel",
     }
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(array)
-            for band, name in enumerate(PATCH_BANDS, start=1):
-                dst.set_band_description(band, name)
-        os.replace(tmp, final)
-    except Exception as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(error, OutputError):
-            raise
-        raise OutputError(f"Cannot write the patch {final}: {error}") from None
+    if into is not None:
+        _write_tiff(into.temporary(final), final, array, profile)
+        return final
+    with Publication() as publication:
+        _write_tiff(publication.temporary(final), final, array, profile)
+        publication.publish()
     return final
 
 
-def remove_written(paths, root) -> None:
-    """Remove the files a failed or cancelled run wrote under ``root``, and the folders it
-    left empty (``CD/AB/``): what was there before the run is not touched."""
-    root = os.path.abspath(os.fspath(root))
-    for path in paths:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        folder = os.path.dirname(os.path.abspath(path))
-        while folder.startswith(root + os.sep):
-            try:
-                os.rmdir(folder)  # only when empty
-            except OSError:
+def _write_tiff(tmp: str, final: str, array, profile, descriptions=PATCH_BANDS) -> None:
+    """``array`` as the GeoTIFF ``tmp`` (the temporary of the patch ``final``)."""
+    import rasterio
+
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(array)
+            for band, name in enumerate(descriptions or (), start=1):
+                dst.set_band_description(band, name)
+    except OutputError:
+        raise
+    except Exception as error:
+        raise OutputError(f"Cannot write the patch {final}: {error}") from None
+
+
+def _key(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class PatchTree:
+    """One run's patches under ``root`` (``CD/AB/<id>.tiff``), written under temporary names
+    in their own CD/AB folders and published together with the run's other outputs.
+
+    ``publication``: the run's :class:`~core.files.Publication` (it creates the folders,
+    removes the stale temporaries of killed runs in each folder it uses, and at the end
+    renames every patch into place, or removes every temporary and the folders it made).
+    ``inputs`` ({label: path, dataset name or list of them}): files the run reads; a patch
+    name that is one of them or one of their sidecars (links, ``..`` and case resolved: the
+    same file) is refused. ``input_folders`` ({label: folder}): folders read; a patch inside one is refused.
+    """
+
+    def __init__(self, root, publication, inputs=None, input_folders=None, label="OUTPUT_FOLDER"):
+        self.root = os.path.abspath(os.fspath(root))
+        self.publication = publication
+        self.label = label
+        self._tmp: dict[str, str] = {}
+        self._files: dict[tuple[int, int], tuple[str, str]] = {}
+        self._folders: dict[tuple[int, int], tuple[str, str]] = {}
+        self._checked: set[str] = set()
+        for name, sources in (inputs or {}).items():
+            for source in [sources] if isinstance(sources, str | os.PathLike) else sources or ():
+                path = dataset_file(source) if source else None
+                if path is None:
+                    continue
+                for candidate in (path, *sidecars_of(path)):
+                    key = _key(candidate)
+                    if key is not None:
+                        self._files.setdefault(key, (name, path))
+        for name, folder in (input_folders or {}).items():
+            key = _key(folder)
+            if key is not None:
+                self._folders.setdefault(key, (name, os.path.realpath(folder)))
+
+    def check_folder(self, folder) -> None:
+        """Refuse ``folder`` (a patch folder of this run) inside one of ``input_folders``."""
+        folder = os.path.abspath(os.fspath(folder))
+        if folder in self._checked or not self._folders:
+            return
+        probe = os.path.realpath(folder)
+        while True:
+            found = self._folders.get(_key(probe))
+            if found is not None:
+                where = f"{self.label} ({folder})"
+                if folder != self.root:
+                    where = f"{self.label}'s folder {folder}"
+                raise OutputError(
+                    f"{where} is inside {found[0]} ({found[1]}): the run would write into its own "
+                    f"input. Choose another {self.label}, outside it."
+                )
+            parent = os.path.dirname(probe)
+            if parent == probe:
                 break
-            folder = os.path.dirname(folder)
+            probe = parent
+        self._checked.add(folder)
+
+    def temporary(self, final) -> str:
+        """The temporary name to write the patch ``final`` under (its folder made if needed)."""
+        final = os.path.abspath(os.fspath(final))
+        tmp = self._tmp.get(final)
+        if tmp is not None:
+            return tmp  # the same id twice: the last patch wins, one file
+        self.check_folder(os.path.dirname(final))
+        try:
+            st = os.stat(final)
+        except OSError:
+            st = None
+        if st is not None:
+            found = self._files.get((st.st_dev, st.st_ino))
+            if found is not None:
+                raise OutputError(
+                    f"{self.label} patch {final} is the same file as {found[0]} ({found[1]}): the run "
+                    f"would overwrite it. Choose another {self.label}."
+                )
+            if os.path.isdir(final):
+                raise OutputError(f"{final} is a folder where a patch goes: choose another {self.label}.")
+        self.publication.folder(final)
+        tmp = temporary_sibling(final)
+        self.publication.add(tmp, final)
+        self._tmp[final] = tmp
+        return tmp
+
+    @property
+    def paths(self) -> list[str]:
+        """The final names of the patches written so far."""
+        return list(self._tmp)
+
+    @property
+    def temporaries(self) -> dict[str, str]:
+        """{final name: temporary name} of the patches written so far."""
+        return dict(self._tmp)

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputDataError
+from ..errors import InputDataError, OutputError
+from ..files import Publication, check_outputs
 from ..progress import ScaledProgress, as_progress
 from .layout import (
     PATCH_BANDS,
+    PatchTree,
     glc24_patch_relpath,
     glc25_patch_relpath,
-    remove_written,
     safe_join,
     write_glc25_patch,
 )
@@ -58,7 +59,8 @@ def _walk_dirs(folder: str, depth: int = _MAX_DEPTH) -> Iterator[str]:
         nxt = []
         for parent in level:
             try:
-                entries = sorted(os.scandir(parent), key=lambda e: e.name)
+                with os.scandir(parent) as scan:
+                    entries = sorted(scan, key=lambda e: e.name)
             except OSError:
                 continue
             for entry in entries:
@@ -78,7 +80,8 @@ def _is_nir(name):
 
 def _has_cd_folders(folder: str) -> bool:
     try:
-        return any(e.is_dir() and _CD.match(e.name) for e in os.scandir(folder))
+        with os.scandir(folder) as scan:
+            return any(e.is_dir() and _CD.match(e.name) for e in scan)
     except OSError:
         return False
 
@@ -318,18 +321,37 @@ def _inside(lon, lat, bounds, predicate) -> bool:
     return True
 
 
-def build_vrt(paths, vrt_path) -> str:
-    """A mosaic VRT of same-CRS 4-band patches, written under a temporary name then renamed."""
+def build_vrt(paths, vrt_path, into=None, sources=None) -> str:
+    """A mosaic VRT of same-CRS 4-band patches, written under a temporary name.
+
+    ``into``: the run's :class:`~core.files.Publication`, which publishes the VRT with the
+    patches; without it the VRT is renamed into place at once. ``sources``: {final name:
+    temporary name} when the patches are still under their temporary names: the VRT is
+    built from those and names the final ones.
+    """
+    final = os.path.abspath(os.fspath(vrt_path))
+    if into is None:
+        with Publication() as publication:
+            build_vrt(paths, final, publication, sources)
+            publication.publish()
+        return final
+    tmp = into.temporary(final)
+    _write_vrt(tmp, final, paths, sources)
+    return final
+
+
+def _write_vrt(tmp: str, final: str, paths, sources) -> None:
     from osgeo import gdal
 
-    from ..files import temporary_sibling
-
-    final = os.path.abspath(os.fspath(vrt_path))
-    tmp = temporary_sibling(final)
+    paths = [os.fspath(p) for p in paths]
+    names = {}
+    if sources:
+        names = {os.path.basename(sources[p]): os.path.basename(p) for p in paths if p in sources}
+        paths = [sources.get(p, p) for p in paths]
     used = gdal.GetUseExceptions()
     gdal.UseExceptions()
     try:
-        vrt = gdal.BuildVRT(tmp, [os.fspath(p) for p in paths], srcNodata=-1, VRTNodata=-1)
+        vrt = gdal.BuildVRT(tmp, paths, srcNodata=-1, VRTNodata=-1)
         if vrt is None:
             raise RuntimeError(gdal.GetLastErrorMsg())
         interpretations = (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_Undefined)
@@ -338,17 +360,32 @@ def build_vrt(paths, vrt_path) -> str:
             vrt.GetRasterBand(band).SetColorInterpretation(interpretations[band - 1])
         vrt.FlushCache()
         vrt = None
-        os.replace(tmp, final)
+        if names:
+            _rename_sources(tmp, names)
     except Exception as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        from ..errors import OutputError
-
         raise OutputError(f"Cannot build the mosaic {final}: {error}") from None
     finally:
         if not used:
             gdal.DontUseExceptions()
-    return final
+
+
+_SOURCE = re.compile(r"(<SourceFilename[^>]*>)([^<]*)(</SourceFilename>)")
+
+
+def _rename_sources(vrt_path: str, names: dict) -> None:
+    """In the VRT ``vrt_path``, each source named by a temporary (``names``: temporary base
+    name -> final base name) renamed to its final name."""
+
+    def final(match):
+        folder, sep, base = match.group(2).rpartition("/")
+        if not sep:
+            folder, sep, base = match.group(2).rpartition("\\")
+        return match.group(1) + folder + sep + names.get(base, base) + match.group(3)
+
+    with open(vrt_path, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(vrt_path, "w", encoding="utf-8") as handle:
+        handle.write(_SOURCE.sub(final, text))
 
 
 def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=None, progress=None):
@@ -358,8 +395,10 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     descriptions red, green, blue, nir) and ``<output_folder>/patches.vrt``. GLC24 JPEG
     pairs need ``metadata`` (a PA/PO CSV) for the survey positions; GLC25 patches use it,
     when given, to choose the surveys. ``bounds`` (lon/lat box) and ``predicate(lons,
-    lats) -> bool mask`` select the surveys by position. A failed or cancelled run
-    removes what it wrote. Returns an :class:`ExportResult`.
+    lats) -> bool mask`` select the surveys by position. Every file is written under a
+    temporary name and all are renamed into place together at the end: a failed or
+    cancelled run removes what it wrote (and the folders it made) and leaves the files of
+    an earlier export as they were. Returns an :class:`ExportResult`.
     """
     from .observations import survey_table
 
@@ -367,8 +406,11 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     dataset = PatchDataset(folder)
     progress.info(f"{dataset.folder}: {dataset.layout.upper()} patch layout.")
     output_folder = os.path.abspath(os.fspath(output_folder))
-    if os.path.commonpath([dataset.folder, os.path.realpath(output_folder)]) == dataset.folder:
-        raise InputDataError("The output folder must not be inside the dataset folder.")
+    vrt_path = os.path.join(output_folder, "patches.vrt")
+    inputs = {"METADATA": metadata} if metadata is not None else {}
+    # outputs that are inputs are refused before anything starts
+    PatchTree(output_folder, None, inputs, {"INPUT": dataset.folder}).check_folder(output_folder)
+    check_outputs({"OUTPUT_FOLDER's patches.vrt": vrt_path}, inputs)
     if metadata is not None:
         table = survey_table(metadata, progress=ScaledProgress(progress, 0, 20), bounds=bounds)
         attrs = table.attributes
@@ -383,9 +425,10 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
     else:
         candidates = [(sid, None, None) for sid in dataset.survey_ids()]
         inside = None
-    written, ids = [], []
+    ids = []
     missing = outside = 0
-    try:
+    with Publication(progress) as publication:
+        tree = PatchTree(output_folder, publication, inputs, {"INPUT": dataset.folder})
         for i, (survey_id, lon, lat) in enumerate(candidates):
             progress.check_cancelled()
             if lon is not None and inside is not None and not inside[i]:
@@ -402,22 +445,22 @@ def export_patches(folder, output_folder, metadata=None, bounds=None, predicate=
                     outside += 1
                     continue
             target = os.path.join(output_folder, glc25_patch_relpath(survey_id))
-            written.append(write_glc25_patch(target, patch.data, patch.transform, patch.crs, nodata=-1))
+            write_glc25_patch(target, patch.data, patch.transform, patch.crs, nodata=-1, into=tree)
             ids.append(int(survey_id))
             progress.set_progress(20 + 75 * (i + 1) / max(len(candidates), 1))
         if missing:
             progress.info(f"{missing} survey(s) of the metadata have no patch in {dataset.folder}.")
         if outside:
             progress.info(f"{outside} patch(es) outside the extent / area left out.")
+        written = tree.paths
         if not written:
             raise InputDataError(
                 "No patch to load: none of the surveys has a patch inside the extent / area."
             )
         progress.check_cancelled()
-        vrt = build_vrt(written, os.path.join(output_folder, "patches.vrt"))
-    except BaseException:
-        remove_written(written, output_folder)
-        raise
+        vrt = build_vrt(written, vrt_path, into=publication, sources=tree.temporaries)
+        progress.check_cancelled()
+        publication.publish()
     progress.set_progress(100)
     progress.info(f"{len(written)} patch(es) written to {output_folder}.")
     return ExportResult(written, vrt, ids, missing, outside)
