@@ -7,8 +7,9 @@ Species observed in a survey but absent from the model still count as misses.
 
 Also: recall@K, micro and macro ROC AUC (rank based, ties counted half, as the
 Mann-Whitney statistic), a reliability diagram, and the naive baseline that predicts the
-K species most frequent in the training surveys everywhere. Pure numpy; the HTML report
-draws its plots as inline SVG.
+K species most frequent in the training surveys everywhere. Pure numpy; the HTML report's
+charts (ROC curves, reliability diagram, F1 per survey) are drawn by matplotlib as inline
+SVG (:mod:`.evaluate_charts`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputDataError
+from .evaluate_charts import figures_html, roc_data, species_auc_html
 from .files import Publication, write_text
 
 DEFAULT_K = 25
@@ -162,7 +164,7 @@ def reliability_bins(presence, probabilities, n_bins: int = 10) -> dict:
 
 def most_frequent_species(train_lists, k: int = DEFAULT_K) -> np.ndarray:
     """The ``k`` species ids present in the most training surveys (ties: smaller id first)."""
-    flat = np.concatenate(_as_id_sets(train_lists) or [[]])
+    flat = np.concatenate(_as_id_sets(train_lists) or [np.empty(0, np.int64)])
     if flat.size == 0:
         raise InputDataError("The training surveys hold no species; the naive baseline needs some.")
     ids, counts = np.unique(flat.astype(np.int64), return_counts=True)
@@ -271,7 +273,7 @@ def evaluate(
             "top_k": [" ".join(map(str, row)) for row in top.tolist()],
         },
         unknown_species=unknown,
-        extra={"dropped_surveys": int((~valid).sum())},
+        extra={"dropped_surveys": int((~valid).sum()), **roc_data(presence, probs, species_ids)},
     )
     if train_lists is not None:
         naive = most_frequent_species(train_lists, k)
@@ -422,17 +424,8 @@ def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: d
             rel["lower"], rel["upper"], rel["count"], rel["mean_predicted"], rel["observed"], strict=True
         )
     )
-    figures = [
-        "<figure>" + svg_histogram(result.per_survey["f1"], label=f"F1@{k} per survey (model)") + "</figure>",
-        "<figure>" + svg_reliability(rel) + "<figcaption>reliability diagram</figcaption></figure>",
-    ]
-    if result.baseline is not None:
-        figures.insert(
-            1,
-            "<figure>"
-            + svg_histogram(result.per_survey["baseline_f1"], label=f"F1@{k} per survey (naive baseline)")
-            + "</figure>",
-        )
+    # charts by matplotlib (.evaluate_charts): ROC curves, reliability diagram, F1 per survey
+    figures = [figures_html(result), species_auc_html(result)]
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}"

@@ -19,6 +19,9 @@ ALGORITHMS = [
     ("loadobservations", "LoadObservationsAlgorithm"),
     ("loadpatches", "LoadPatchesAlgorithm"),
     ("evaluate", "EvaluateAlgorithm"),
+    ("areareport", "AreaReportAlgorithm"),
+    ("presence", "PresenceAlgorithm"),
+    ("ensemble", "EnsembleAlgorithm"),
 ]
 
 LOG_TAG = "GeoPlant"
