@@ -1,4 +1,5 @@
-"""The GeoPlant dock, headless: building, input matching, area, run, results, cancel, errors."""
+"""The GeoPlant dock, headless: building, input matching, area, run, results, cancel, errors;
+its state model without widgets, its background tasks and its debounced refresh."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def dock(qgis_iface, qgis_canvas, project):
     qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3035"))
     qgis_iface.messageBar().clear_messages()
     widget = GeoPlantDock(qgis_iface)
+    assert widget.wait_idle(60)
     yield widget
     if widget.is_running():
         widget.cancel_run()
@@ -122,7 +124,9 @@ def ready_dock(dock, world, project):
     dock.load_model(world["model"])
     dock.set_area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"), description="test")
     dock.folder_widget.setFilePath(world["out"])
+    assert dock.wait_idle(60)  # the card read, the model timed, the inputs matched: in tasks
     dock.cell_size_spin.setValue(CELL)
+    dock.flush()
     return dock
 
 
@@ -153,6 +157,7 @@ def test_dock_builds_with_every_section(dock):
 
 def test_card_summary_and_grid_defaults(dock, world):
     dock.load_model(world["model"])
+    assert dock.wait_idle(60)
     text = dock.card_label.text()
     assert "tiny linear" in text and "3 species" in text and "Bio1, Bio12" in text
     assert "100 m in EPSG:3035" in text
@@ -172,6 +177,7 @@ def test_a_model_without_card_shows_the_message_and_blocks_run(dock, world, qgis
     path = world["tmp"] / "nocard.onnx"
     onnx.save(model, str(path))
     dock.load_model(str(path))
+    assert dock.wait_idle(60)
     assert dock.card is None
     assert "has no 'geoplant' card" in dock.card_label.text()
     messages = qgis_iface.messageBar().get_messages(Qgis.Warning)
@@ -185,6 +191,7 @@ def test_a_file_that_is_not_a_model_shows_a_plain_message(dock, world):
     path = world["tmp"] / "garbage.onnx"
     path.write_bytes(b"\x00not onnx at all")
     dock.load_model(str(path))
+    assert dock.wait_idle(60)
     assert dock.card is None
     assert "is not an ONNX model onnxruntime can load" in dock.last_message
     assert "Traceback" not in dock.last_message
@@ -194,6 +201,7 @@ def test_a_file_that_is_not_a_model_shows_a_plain_message(dock, world):
 def test_input_table_matches_project_layers(dock, world, project):
     bio1_layer, bio12_layer = add_layers(project, world["bio1"], world["bio12"])
     dock.load_model(world["model"])
+    assert dock.wait_idle(60)
     assert dock.status_of("Bio1") == "found" and dock.status_of("Bio12") == "found"
     choices = dock.input_choices()
     assert os.path.samefile(choices["Bio1"][0], world["bio1"]) and choices["Bio1"][1] == 1
@@ -208,6 +216,7 @@ def test_missing_input_blocks_run_and_says_which(dock, world, project):
     dock.load_model(world["model"])
     dock.set_area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"))
     dock.folder_widget.setFilePath(world["out"])
+    assert dock.wait_idle(60)
     assert dock.status_of("Bio1") == "found" and dock.status_of("Bio12") == "missing"
     assert dock.missing_inputs() == ["Bio12"]
     assert "Missing inputs: Bio12" in dock.inputs_label.text()
@@ -215,17 +224,19 @@ def test_missing_input_blocks_run_and_says_which(dock, world, project):
     assert dock.run_blockers() == ["Missing inputs: Bio12."]
     # adding the file matches it automatically and unblocks Run
     dock.add_raster_files([world["bio12"]])
+    assert dock.wait_idle(60)
     assert dock.status_of("Bio12") == "found"
     assert dock.run_blockers() == [] and dock.run_button.isEnabled()
     # removing the layer makes it missing again
     project.removeMapLayer(dock.rows[1][1].currentLayer())
-    dock._inputs_changed()
+    assert dock.wait_idle(60)
     assert dock.status_of("Bio12") == "missing"
 
 
 def test_a_row_can_be_changed_by_hand(dock, world, project):
     bio1_layer, bio12_layer = add_layers(project, world["bio1"], world["bio12"])
     dock.load_model(world["model"])
+    assert dock.wait_idle(60)
     name, layer_combo, band_combo = dock.rows[0]
     layer_combo.setLayer(bio12_layer)
     assert os.path.samefile(dock.input_choices()["Bio1"][0], world["bio12"])
@@ -236,6 +247,7 @@ def test_a_row_can_be_changed_by_hand(dock, world, project):
     project.removeMapLayer(bio1_layer)
     add_layers(project, described)
     dock.match_inputs(keep_choices=False)
+    assert dock.wait_idle(60)
     assert os.path.samefile(dock.input_choices()["Bio1"][0], described)
 
 
@@ -253,12 +265,12 @@ def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
     assert dock.area_display.band is None and "Choose an area." in dock.run_blockers()
     # layer extent
     dock.use_layer_extent(project.mapLayersByName("bio1")[0])
-    box = dock.area_geometry.boundingBox()
+    box = dock.state.area.geometry.boundingBox()
     assert (box.xMinimum(), box.yMaximum()) == (X0, Y0) and box.width() == COLS * CELL
     # canvas extent
     qgis_canvas.setExtent(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
     dock.use_canvas_extent()
-    assert dock.area_geometry.boundingBox().contains(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
+    assert dock.state.area.geometry.boundingBox().contains(QgsRectangle(X0, Y0 - 500, X0 + 300, Y0))
     # past the limit, a warning with the numbers
     dock.set_area(QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 100_000, X0 + 100_000, Y0)), dock.grid_crs())
     dock.cell_size_spin.setValue(10.0)
@@ -268,6 +280,7 @@ def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
     assert "CELL_SIZE: 15 m or more" in dock.estimate_warning.text()
     assert any("too many for one run" in r for r in dock.run_blockers())
     dock.cell_size_spin.setValue(100.0)
+    dock.flush()
     assert dock.estimate_warning.text() == ""
     # a geographic grid CRS is refused with a reason
     dock.crs_widget.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
@@ -278,7 +291,7 @@ def test_one_run_gives_richness_topk_and_chosen_probabilities(dock, world, proje
     """SPECIES chooses the probability bands only: one parameter set, estimate of one run."""
     ready_dock(dock, world, project)
     dock.topk_spin.setValue(2)
-    dock.seconds_per_cell = 1e-3
+    dock.state.seconds_per_cell = 1e-3
     dock.set_species_checked([])
     dock.update_estimate()
     without = dock.last_estimate.seconds
@@ -286,13 +299,18 @@ def test_one_run_gives_richness_topk_and_chosen_probabilities(dock, world, proje
     dock.set_species_checked([102, 100])
     dock.update_estimate()
     assert dock.last_estimate.seconds == pytest.approx(without)  # not a second pass
-    params = dock.build_parameters()
-    assert sorted(params["SPECIES"].split(",")) == ["100", "102"]
-    assert params["TOP_K"] == 2 and "THRESHOLD" not in params
+    request = dock.build_request("geoplant_run")  # core's PredictRequest, typed
+    assert sorted(s.id for s in request.species) == [100, 102]
+    assert request.top_k == 2 and request.threshold is None
     # the three outputs of the one run, in the chosen folder under the run's name
-    assert {k: v for k, v in params.items() if k.startswith("OUTPUT_")} == {
-        f"OUTPUT_{kind.upper()}": os.path.join(world["out"], f"{dock.run_name}_{kind}.tif")
+    assert dict(request.outputs) == {
+        kind: os.path.join(world["out"], f"geoplant_run_{kind}.tif")
         for kind in ("richness", "topk", "probabilities")
+    }
+    # the mapping is a structure, not text: each variable to its file and band
+    assert {name: (os.path.basename(ref.path), ref.band) for name, ref in request.mapping.items()} == {
+        "Bio1": ("bio1.tif", 1),
+        "Bio12": ("BIO_12.tif", 1),
     }
 
 
@@ -314,16 +332,17 @@ def test_selected_features_give_a_polygon_area(dock, world, project):
     assert "No feature of zones is selected" in dock.last_message
     layer.selectByIds([f.id() for f in layer.getFeatures()][:1])
     dock.use_selected_features(layer)
-    assert dock.area_is_polygon
-    assert dock.area_geometry.area() == pytest.approx(triangle.area())
+    assert dock.state.area.polygon
+    assert dock.state.area.geometry.area() == pytest.approx(triangle.area())
     layer.selectAll()
     dock.use_selected_features(layer)
-    assert dock.area_geometry.area() == pytest.approx(triangle.area() + square.area())
+    assert dock.state.area.geometry.area() == pytest.approx(triangle.area() + square.area())
 
 
 # ------------------------------------------------------------------ species list
 def test_species_search_by_name_or_id(dock, world):
     dock.load_model(world["model"])
+    assert dock.wait_idle(60)
     dock.filter_species("species 2")
     assert [dock.species_list.item(i).isHidden() for i in range(3)] == [True, True, False]
     dock.filter_species("101")
@@ -345,6 +364,7 @@ def test_settings_are_remembered_per_project(dock, world, project, qgis_iface):
 
     other = GeoPlantDock(qgis_iface)
     try:
+        assert other.wait_idle(60)
         assert other.model_path == world["model"]
         assert other.cell_size_spin.value() == 250.0
         assert other.folder_widget.filePath() == world["out"]
@@ -354,8 +374,8 @@ def test_settings_are_remembered_per_project(dock, world, project, qgis_iface):
 
 # ------------------------------------------------------------------ runs
 def test_an_area_in_a_crs_without_authority_code_keeps_its_crs(dock, world, project):
-    """EXTENT carries the area's CRS even when it has no EPSG code (custom projection)."""
-    from qgis.core import QgsProcessingContext, QgsProcessingParameterExtent, QgsProcessingParameters
+    """The extent carries the area's CRS even when it has no EPSG code (custom projection)."""
+    from qgis.core import QgsCoordinateTransform
 
     ready_dock(dock, world, project)
     custom = QgsCoordinateReferenceSystem()
@@ -366,23 +386,21 @@ def test_an_area_in_a_crs_without_authority_code_keeps_its_crs(dock, world, proj
     assert custom.isValid() and custom.authid() == ""
     shifted = QgsRectangle(X0 + 1000, Y0 - ROWS * CELL, X0 + 1000 + COLS * CELL, Y0)
     dock.set_area(QgsGeometry.fromRect(shifted), custom, description="custom")
-    params = dock.build_parameters()
-    definition = QgsProcessingParameterExtent("EXTENT")
-    context = QgsProcessingContext()
-    box = QgsProcessingParameters.parameterAsExtent(
-        definition, params, context, QgsCoordinateReferenceSystem("EPSG:3035")
+    typed = dock.state.request("custom")
+    assert typed.extent_crs == custom.toWkt()  # the CRS itself, not a code
+    transform = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem.fromWkt(typed.extent_crs),
+        QgsCoordinateReferenceSystem("EPSG:3035"),
+        QgsProject.instance(),
     )
+    box = transform.transformBoundingBox(QgsRectangle(*typed.extent))
     expected = (X0, Y0 - ROWS * CELL, X0 + COLS * CELL, Y0)
     got = (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
     assert got == pytest.approx(expected, abs=0.01)
-
-
-@pytest.fixture
-def predict_algorithm(geoplant_provider):
-    from qgis.core import QgsApplication
-
-    # registered whenever onnxruntime is importable, as it is here: a failure, not a skip
-    assert QgsApplication.processingRegistry().algorithmById("geoplant:predict") is not None
+    # and core's request puts the grid there
+    request = dock.build_request("custom")
+    assert request.grid.crs == "EPSG:3035"  # snapped outwards: within a cell of the extent
+    assert request.grid.bounds == pytest.approx(expected, abs=CELL)
 
 
 def run_and_wait(dock):
@@ -391,7 +409,6 @@ def run_and_wait(dock):
     assert dock.wait_for_run(120), "the run did not finish"
 
 
-@pytest.mark.usefixtures("predict_algorithm")
 def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
     ready_dock(dock, world, project)
     dock.topk_spin.setValue(2)
@@ -451,22 +468,24 @@ def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
     assert project.layerTreeRoot().findGroup("trial_2") is not None
 
     # what a run cancelled after the algorithm finished removes: every file the run wrote
-    from geoplant_qgis.gui.tasks import remove_outputs
+    from geoplant_qgis.gui.run import remove_outputs
 
     written = sorted(f for f in os.listdir(world["out"]) if f.startswith("trial_2"))
     assert "trial_2_topk_species.csv" in written and "trial_2_topk.qml" in written
     project.removeAllMapLayers()  # release the files before deleting them
-    remove_outputs(dock.last_outputs.values())
+    remove_outputs(dock.last_outputs)
     assert [f for f in os.listdir(world["out"]) if f.startswith("trial_2")] == []
 
 
-@pytest.mark.usefixtures("predict_algorithm")
 def test_polygon_area_masks_cells_outside(dock, world, project):
     ready_dock(dock, world, project)
     # a triangle over the left half: cells whose centre is outside it are nodata
     polygon = QgsGeometry.fromWkt(f"POLYGON(({X0} {Y0}, {X0 + 500} {Y0}, {X0} {Y0 - 800}, {X0} {Y0}))")
     dock.set_area(polygon, QgsCoordinateReferenceSystem("EPSG:3035"), polygon=True)
     dock.topk_check.setChecked(False)
+    # the polygon goes to core as geometries with their CRS: no temporary file
+    typed = dock.state.request("triangle")
+    assert typed.area == [bytes(polygon.asWkb())] and typed.area_crs == "EPSG:3035"
     run_and_wait(dock)
     with rasterio.open(dock.last_outputs["richness"]) as ds:
         richness = ds.read(1)
@@ -479,10 +498,8 @@ def test_polygon_area_masks_cells_outside(dock, world, project):
     expected = expected_probabilities(world).sum(axis=2)[:8, :5]
     np.testing.assert_allclose(richness[inside], expected[inside], rtol=1e-5, atol=1e-6)
     assert np.all(richness[~inside] == nodata)
-    assert not dock.temp_dirs  # the temporary area file is gone
 
 
-@pytest.mark.usefixtures("predict_algorithm")
 def test_no_second_run_on_top_and_cancel_leaves_nothing(dock, world, project):
     ready_dock(dock, world, project)
     big = QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 150_000, X0 + 150_000, Y0))
@@ -512,7 +529,9 @@ def test_no_second_run_on_top_and_cancel_leaves_nothing(dock, world, project):
 def test_what_grows_here_without_outputs_runs_the_model(dock, world, project):
     ready_dock(dock, world, project)
     point = QgsPointXY(X0 + 2.5 * CELL, Y0 - 6.5 * CELL)
-    answer = dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035"))
+    assert dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035")) is None  # in a task
+    assert dock.wait_idle(60)
+    answer = dock.last_answer
     expected = expected_probabilities(world)[6, 2]
     assert answer["richness"] == pytest.approx(expected.sum(), rel=1e-5)
     assert [sid for sid, _, _ in answer["species"]] == [IDS[i] for i in np.argsort(-expected, kind="stable")]
@@ -535,6 +554,7 @@ def test_shutdown_removes_tools_and_rubber_bands_and_disconnects(qgis_iface, qgi
 
     widget = GeoPlantDock(qgis_iface)
     widget.load_model(world["model"])
+    assert widget.wait_idle(60)
     widget.set_area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"))
     widget.rectangle_button.click()
     assert qgis_canvas.mapTool() is widget.rectangle_tool and widget.rectangle_button.isChecked()
@@ -563,6 +583,115 @@ def test_drawing_a_rectangle_on_the_map_sets_the_area(dock, world, project, qgis
     tool.canvasMoveEvent(mouse(qgis_canvas, "move", 60, 50))
     tool.canvasReleaseEvent(mouse(qgis_canvas, "release", 60, 50))
     expected = QgsRectangle(map_point(qgis_canvas, 10, 10), map_point(qgis_canvas, 60, 50))
-    assert dock.area_geometry.isGeosEqual(QgsGeometry.fromRect(expected))
-    assert not dock.area_is_polygon and dock.area_text.startswith("drawn rectangle")
+    assert dock.state.area.geometry.isGeosEqual(QgsGeometry.fromRect(expected))
+    assert not dock.state.area.polygon and dock.state.area.text().startswith("drawn rectangle")
     assert dock.area_display.geometry().boundingBox() == expected
+
+
+# ------------------------------------------------------------------ the state model, threads, refresh
+def test_the_state_model_without_widgets(world, project, tmp_path):
+    """DockState alone: blockers in plain words, core's rules (softmax needs a threshold), the
+    typed request (extent + CRS, area geometries, the mapping as BandRefs)."""
+    from geoplant_qgis.core.modelcard import read_model_card
+    from geoplant_qgis.core.sources import BandRef
+    from geoplant_qgis.gui.state import Area, DockState
+
+    state = DockState()
+    assert state.blockers() == ["Choose a model."]
+    state.set_model(world["model"], read_model_card(world["model"]))
+    assert state.inputs == {"Bio1": None, "Bio12": None}
+    assert (state.cell_size, state.grid_crs.authid(), state.outputs.top_k) == (100.0, "EPSG:3035", 3)
+    assert state.blockers() == [
+        "Missing inputs: Bio1, Bio12.",
+        "Choose an area.",
+        "Choose an output folder.",
+    ]
+    state.inputs = {"Bio1": BandRef(world["bio1"], 1), "Bio12": BandRef(world["bio12"], 1)}
+    state.area = Area(full_extent(), QgsCoordinateReferenceSystem("EPSG:3035"), description="test")
+    state.outputs.folder = world["out"]
+    assert state.blockers() == []
+    assert (state.update_estimate().width, state.estimate.height) == (COLS, ROWS)
+    request = state.request("plain")
+    assert (
+        request.extent == (X0, Y0 - ROWS * CELL, X0 + COLS * CELL, Y0) and request.extent_crs == "EPSG:3035"
+    )
+    assert request.area is None and request.mapping["Bio12"] == BandRef(world["bio12"], 1)
+    assert set(request.outputs) == {"richness", "topk"}
+    # a softmax model: the rule is core's (the request's validation); the state shows it
+    softmax = save_linear_point_model(tmp_path / "softmax.onnx", weights=W, bias=B, activation="softmax")
+    state.set_model(softmax, read_model_card(softmax))
+    assert state.outputs.threshold == 0.5  # the card's default asks for one
+    state.inputs = {"Bio1": BandRef(world["bio1"], 1), "Bio12": BandRef(world["bio12"], 1)}
+    assert state.blockers() == []
+    state.outputs.threshold = None
+    (problem,) = state.blockers()
+    assert "softmax" in problem and "THRESHOLD" in problem
+
+
+def test_the_gui_thread_never_runs_a_model(dock, world, project, monkeypatch):
+    """Model change (card + timing), refresh and "What grows here?": every onnxruntime session
+    and every model run is made in a background thread."""
+    import threading
+
+    import onnxruntime
+
+    threads = []
+    original = onnxruntime.InferenceSession
+
+    class Recording(original):
+        def __init__(self, *args, **kwargs):
+            threads.append(threading.current_thread() is threading.main_thread())
+            super().__init__(*args, **kwargs)
+
+        def run(self, *args, **kwargs):
+            threads.append(threading.current_thread() is threading.main_thread())
+            return super().run(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Recording)
+    ready_dock(dock, world, project)  # the card read, the model timed, the inputs matched
+    assert dock.state.seconds_per_cell is not None
+    dock.cell_size_spin.setValue(200.0)
+    dock.refresh()
+    assert dock.wait_idle(60)
+    dock.identify_at(QgsPointXY(X0 + 2.5 * CELL, Y0 - 6.5 * CELL), QgsCoordinateReferenceSystem("EPSG:3035"))
+    assert dock.wait_idle(60) and dock.last_answer is not None
+    assert threads and not any(threads), threads
+
+
+def test_what_grows_here_counts_with_the_threshold_as_predict_does(dock, world, project):
+    """With THRESHOLD, the model's answer at a point is predict's richness of that cell."""
+    ready_dock(dock, world, project)
+    dock.threshold_check.setChecked(True)
+    dock.threshold_spin.setValue(0.4)
+    dock.topk_check.setChecked(False)
+    run_and_wait(dock)
+    with rasterio.open(dock.last_outputs["richness"]) as ds:
+        richness = ds.read(1)
+    expected = expected_probabilities(world)
+    np.testing.assert_array_equal(richness, (expected >= 0.4).sum(axis=2))
+    dock.state.run.outputs = {}  # as before any run: the model answers
+    for row, col in ((3, 4), (6, 2), (0, 9)):
+        point = QgsPointXY(X0 + (col + 0.5) * CELL, Y0 - (row + 0.5) * CELL)
+        dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035"))
+        assert dock.wait_idle(60)
+        assert dock.last_answer["richness"] == richness[row, col]
+        assert "with p ≥ 0.4" in dock.identify_view.toPlainText()
+
+
+def test_refresh_is_debounced(dock, world, project):
+    """Ten changes in a row: one recomputation of the estimate and the blockers."""
+    ready_dock(dock, world, project)
+    calls = []
+    refresh_now = dock.refresh_now
+
+    def counting():
+        calls.append(1)
+        refresh_now()
+
+    dock.refresh_now = counting
+    for i in range(10):
+        dock.cell_size_spin.setValue(100.0 + 10 * (i + 1))
+    assert calls == []
+    assert dock.wait_idle(10)
+    assert len(calls) == 1
+    assert (dock.last_estimate.width, dock.last_estimate.height) == (5, 4)  # 200 m cells

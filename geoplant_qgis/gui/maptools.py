@@ -183,3 +183,51 @@ class AreaDisplay:
             self.band.reset(QgsWkbTypes.PolygonGeometry)
             self.canvas.scene().removeItem(self.band)
             self.band = None
+
+
+class CanvasTools:
+    """The dock's three map tools on one canvas: turned on and off by their buttons, the
+    buttons kept in step with the canvas's current tool, all removed at shutdown."""
+
+    def __init__(self, canvas, on_area, on_point):
+        self.canvas = canvas
+        self.rectangle = self.polygon = self.identify = None
+        self.buttons: list = []  # [(button, tool)]
+        if canvas is not None:
+            self.rectangle = RectangleAreaTool(canvas)
+            self.polygon = PolygonAreaTool(canvas)
+            self.identify = IdentifySpeciesTool(canvas)
+            self.rectangle.areaChosen.connect(on_area)
+            self.polygon.areaChosen.connect(on_area)
+            self.identify.pointClicked.connect(on_point)
+            canvas.mapToolSet.connect(self.sync)
+
+    def set_buttons(self, rectangle, polygon, identify):
+        self.buttons = [(rectangle, self.rectangle), (polygon, self.polygon), (identify, self.identify)]
+
+    def activate(self, tool, on):
+        if self.canvas is None or tool is None:
+            return
+        if on:
+            self.canvas.setMapTool(tool)
+        elif self.canvas.mapTool() is tool:
+            self.canvas.unsetMapTool(tool)
+        self.sync()
+
+    def sync(self, *args):
+        current = self.canvas.mapTool() if self.canvas is not None else None
+        for button, tool in self.buttons:
+            button.setChecked(current is not None and current is tool)
+
+    def shutdown(self):
+        if self.canvas is None:
+            return
+        for tool in (self.rectangle, self.polygon, self.identify):
+            if tool is not None and self.canvas.mapTool() is tool:
+                self.canvas.unsetMapTool(tool)
+        try:
+            self.canvas.mapToolSet.disconnect(self.sync)
+        except TypeError:
+            pass
+        for tool in (self.rectangle, self.polygon):
+            tool.reset()

@@ -1,4 +1,4 @@
-"""Result layers of a run: added to a group named after the run, styled.
+"""Result layers of a run: added to a group named after the run, styled; and read back at a point.
 
 - richness: continuous colour ramp, legend in species;
 - probabilities: one layer per species band, a 0-1 ramp;
@@ -10,7 +10,6 @@ Main thread only (it creates QGIS layers).
 
 from __future__ import annotations
 
-import colorsys
 import os
 
 import numpy as np
@@ -24,7 +23,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from ..core.geotiff import species_id_of_band
+from ..core.predict.outputs import species_id_of_band
 from ..processing.styles import style_probability, style_richness
 
 RICHNESS = "richness"
@@ -32,13 +31,6 @@ TOPK = "topk"
 PROBABILITIES = "probabilities"
 #: more probability bands than this are not added one layer each (the file is still written)
 MAX_PROBABILITY_LAYERS = 30
-
-
-def species_colour(index: int) -> QColor:
-    """Distinct, deterministic colours (golden-ratio hues)."""
-    hue = (index * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
-    return QColor(int(r * 255), int(g * 255), int(b * 255))
 
 
 def unique_values(path: str, band: int = 1, nodata=None) -> list[int]:
@@ -57,14 +49,18 @@ def unique_values(path: str, band: int = 1, nodata=None) -> list[int]:
 
 
 def style_top_species(layer, names: dict[int, str], path: str | None = None):
-    """Band 1 (rank 1) as a paletted layer: one class per species present, labelled by name."""
+    """Band 1 (rank 1) as a paletted layer: one class per species present, labelled by name,
+    in core's one top-K palette (:func:`core.predict.outputs.topk_palette`, the colours of
+    the QML written next to the raster and of Processing's style)."""
+    from ..core.predict.outputs import topk_palette
+
     path = path or layer.source()
     present = unique_values(path, 1)
+    palette = {sid: (colour, label) for sid, colour, label in topk_palette(list(names.items()))}
     classes = []
-    for i, sid in enumerate(present):
-        name = names.get(sid)
-        label = f"{name} ({sid})" if name else str(sid)
-        classes.append(QgsPalettedRasterRenderer.Class(sid, species_colour(i), label))
+    for sid in present:
+        colour, label = palette.get(sid, ("#808080", str(sid)))
+        classes.append(QgsPalettedRasterRenderer.Class(sid, QColor(colour), label))
     renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
     layer.setRenderer(renderer)
     return renderer

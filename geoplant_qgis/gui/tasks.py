@@ -1,176 +1,101 @@
-"""The background run of the dock: ``geoplant:predict`` in a QgsProcessingAlgRunnerTask.
+"""Background work of the dock: a function in a QgsTask, its answer delivered on the main thread.
 
-The dock builds the parameters from file paths and plain values (no layer objects), this
-object runs the algorithm in QGIS's task manager and reports progress, log lines and the
-outcome through Qt signals delivered on the main thread.
+:class:`Tasks` starts :class:`FunctionTask` objects in QGIS's task manager and keeps them
+alive until they end; each has a *kind* ("model", "match", "identify"): a newer task of the
+same kind makes the older one's answer stale, so it is dropped. The functions get plain
+values (paths, BandRefs, numbers), never a layer or a widget, and their answers come back
+through ``done(result, error)`` called on the main thread. After :meth:`Tasks.close` no
+answer is delivered (the dock is going away).
 """
 
 from __future__ import annotations
 
-import os
+import time
+import traceback
 
-from qgis.core import (
-    Qgis,
-    QgsApplication,
-    QgsMessageLog,
-    QgsProcessingAlgRunnerTask,
-    QgsProcessingContext,
-    QgsProcessingFeedback,
-    QgsProject,
-)
-from qgis.PyQt.QtCore import QObject, pyqtSignal
-
-from ..core.geotiff import SPECIES_CSV_SUFFIX
-
-LOG_TAG = "GeoPlant"
-PREDICT_ID = "geoplant:predict"
+from qgis.core import QgsApplication, QgsTask
+from qgis.PyQt.QtCore import QTimer
 
 
-class _Feedback(QgsProcessingFeedback):
-    """Keeps the algorithm's error lines (called from the worker thread: strings only)."""
+class FunctionTask(QgsTask):
+    """``function()`` in a worker thread; ``on_done(result, error, details)`` on the main thread."""
 
-    def __init__(self):
-        super().__init__()
-        self.errors: list[str] = []
-        self.lines: list[str] = []
+    def __init__(self, description, function, on_done):
+        super().__init__(description, QgsTask.CanCancel)
+        self.function = function
+        self.on_done = on_done
+        self.result = None
+        self.error: BaseException | None = None
+        self.details = ""
 
-    def reportError(self, error, fatalError=False):
-        self.errors.append(str(error))
-        super().reportError(error, fatalError)
-
-    def pushInfo(self, info):
-        self.lines.append(str(info))
-        super().pushInfo(info)
-
-
-OUTPUT_KEYS = ("OUTPUT_RICHNESS", "OUTPUT_TOPK", "OUTPUT_PROBABILITIES")
-#: files written next to an output, after its stem (top-K species table and style, GDAL's
-#: statistics): the engine's names, so a run cancelled after the algorithm finished leaves none
-SIDE_CARS = (SPECIES_CSV_SUFFIX, ".qml", ".tif.aux.xml")
-
-
-def output_files(paths) -> list[str]:
-    """The outputs and the side-car files a run writes next to them."""
-    files = []
-    for path in paths:
-        if path:
-            stem = os.path.splitext(path)[0]
-            files += [path, *(stem + ext for ext in SIDE_CARS)]
-    return files
-
-
-def remove_outputs(paths, keep=()) -> None:
-    """Delete finished outputs (and their side-car files) of a run that did not complete;
-    never a name in ``keep`` (the files that were there before the run)."""
-    keep = {os.path.abspath(k) for k in keep}
-    for candidate in output_files(paths):
-        if os.path.abspath(candidate) in keep:
-            continue
+    def run(self):  # worker thread
         try:
-            os.remove(candidate)
-        except OSError:
-            pass
+            self.result = self.function()
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            self.error = error
+            self.details = traceback.format_exc()
+        return True
+
+    def finished(self, ok):  # main thread
+        error = self.error
+        if not ok and error is None:
+            error = RuntimeError("The task was cancelled.")
+        result, details, on_done = self.result, self.details, self.on_done
+        # after the task manager is done with this task: a task added from inside finished()
+        # may stay queued for ever (the manager is still handling this one)
+        QTimer.singleShot(0, lambda: on_done(result, error, details))
 
 
-class PredictRun(QObject):
-    """One run of ``geoplant:predict`` in the background (one pass gives every output:
-    SPECIES only chooses the probability bands).
+class Tasks:
+    """The dock's background tasks by kind (at most one answer per kind is current)."""
 
-    All or nothing: the algorithm writes under temporary names and renames at the end, and
-    a failed or cancelled algorithm leaves every previous file as it was. A cancel that
-    comes after the algorithm finished removes the outputs it published (and their
-    side-car files) when none of those names existed before the run; when one did, the
-    previous file is gone already, so the complete new outputs are kept and the run counts
-    as finished (nothing the run did not create is ever deleted).
+    def __init__(self, manager=None):
+        self.manager = manager
+        self.alive: set[FunctionTask] = set()
+        self.current: dict[str, FunctionTask] = {}
+        self.closed = False
 
-    Signals: ``progressChanged(float)`` (0-100), ``finished(bool ok, dict results, str
-    message)``; ``message`` is the algorithm's own plain-words error, or the cancellation
-    notice.
-    """
+    def start(self, kind: str, description: str, function, on_done) -> FunctionTask:
+        """Run ``function`` in the background; ``on_done(result, error, details)`` on the main
+        thread unless a newer ``kind`` task started meanwhile or the dock closed."""
 
-    progressChanged = pyqtSignal(float)  # noqa: N815 (Qt naming)
-    finished = pyqtSignal(bool, dict, str)
+        def done(result, error, details):
+            self.alive.discard(task)
+            if self.closed or self.current.get(kind) is not task:
+                return  # the dock is closing, or a newer task of this kind answers
+            del self.current[kind]
+            on_done(result, error, details)
 
-    def __init__(self, parameters: dict, algorithm_id: str = PREDICT_ID, parent=None):
-        super().__init__(parent)
-        self.parameters = dict(parameters)
-        self.algorithm_id = algorithm_id
-        self.task = None
-        self.context = None
-        self.feedback = None
-        self.algorithm = None
-        self.cancelled = False
-        self.done = False
-        self.results: dict = {}
-        #: output names (and side-car names) that existed before the run: never removed
-        self.existing: set[str] = set()
+        task = FunctionTask(description, function, done)
+        self.alive.add(task)
+        self.current[kind] = task
+        manager = self.manager or QgsApplication.taskManager()
+        # from a fresh event-loop turn: a task added while the manager handles another one's
+        # end may stay queued for ever
+        QTimer.singleShot(0, lambda: self.closed or manager.addTask(task))
+        return task
 
-    def start(self) -> None:
-        """Queue the run; raises RuntimeError with a plain message when the algorithm is absent."""
-        if QgsApplication.processingRegistry().algorithmById(self.algorithm_id) is None:
-            raise RuntimeError(
-                f"The Processing algorithm {self.algorithm_id} is not available: "
-                "check the GeoPlant provider in the Processing toolbox and the QGIS log."
-            )
-        algorithm = QgsApplication.processingRegistry().createAlgorithmById(self.algorithm_id)
-        # A context of its own: no project, so the worker never touches project layers;
-        # the transform context is a copy.
-        self.context = QgsProcessingContext()
-        self.context.setTransformContext(QgsProject.instance().transformContext())
-        self.feedback = _Feedback()
-        self.feedback.progressChanged.connect(self._progress)
-        self.task = QgsProcessingAlgRunnerTask(algorithm, self.parameters, self.context, self.feedback)
-        self.task.executed.connect(self._executed)
-        self.existing = {
-            f for f in output_files(self.parameters.get(key) for key in OUTPUT_KEYS) if os.path.lexists(f)
-        }
-        self.algorithm = algorithm  # the task made its own copy; keep ours alive anyway
-        QgsApplication.taskManager().addTask(self.task)
+    def busy(self, kind: str | None = None) -> bool:
+        if kind is not None:
+            return kind in self.current
+        return bool(self.current)
 
-    def _progress(self, percent):
-        self.progressChanged.emit(float(percent))
+    def wait(self, timeout_s: float = 60.0, kind: str | None = None) -> bool:
+        """Process events until no task (of ``kind``) is pending (tests and scripts)."""
+        from qgis.PyQt.QtCore import QCoreApplication
 
-    def cancel(self) -> None:
-        if self.task is not None and not self.done:
-            self.cancelled = True
-            self.feedback.cancel()
+        deadline = time.monotonic() + timeout_s
+        while self.busy(kind) and time.monotonic() < deadline:
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
+        return not self.busy(kind)
+
+    def close(self) -> None:
+        """No more answers; running tasks are asked to stop (they end on their own)."""
+        self.closed = True
+        for task in list(self.alive):
             try:
-                self.task.cancel()
-            except RuntimeError:  # the C++ task is already gone
+                task.cancel()
+            except RuntimeError:  # the C++ task is gone already
                 pass
-
-    def is_running(self) -> bool:
-        return self.task is not None and not self.done
-
-    def _executed(self, ok, results):
-        for line in self.feedback.lines:
-            QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)
-        cancelled = self.cancelled or self.feedback.isCanceled()
-        self.results = dict(results or {}) if ok else {}
-        self.done = True
-        self.task = None
-        published = output_files(self.results.get(key) for key in OUTPUT_KEYS)
-        replaced = {os.path.abspath(f) for f in published} & {os.path.abspath(f) for f in self.existing}
-        if cancelled and ok and replaced:
-            # too late to cancel: the outputs replaced files that were there; keep them
-            QgsMessageLog.logMessage(
-                "The cancel came after the run had finished and replaced existing files: its "
-                "outputs are kept.",
-                LOG_TAG,
-                Qgis.Info,
-            )
-            cancelled = False
-        if cancelled:
-            message = "Run cancelled; no output was written."
-            ok = False
-        elif ok:
-            message = ""
-        else:
-            errors = [e for e in self.feedback.errors if e.strip()]
-            message = errors[-1] if errors else "The run failed; see the GeoPlant log for details."
-            details = "\n".join(self.feedback.errors) or message
-            QgsMessageLog.logMessage(f"Run failed: {details}", LOG_TAG, Qgis.Critical)
-        if not ok:
-            # a run cancelled after the algorithm finished: its files go too
-            remove_outputs((self.results.get(key) for key in OUTPUT_KEYS), keep=self.existing)
-        self.finished.emit(bool(ok), dict(self.results) if ok else {}, message)
+        self.current.clear()

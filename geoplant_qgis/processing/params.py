@@ -16,7 +16,6 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsProviderRegistry,
 )
 
 from ..core.bundled import default_model_path
@@ -55,17 +54,15 @@ def crs_text(crs) -> str | None:
 
 
 def raster_layer_path(layer) -> str:
-    """A raster layer's file (or GDAL dataset name) for core; refuses non-GDAL layers."""
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(
-            f"The raster layer '{layer.name()}' is not a file GDAL can read (provider "
-            f"'{layer.providerType()}'); save it as a GeoTIFF first."
-        )
-    source = layer.source()
-    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
-    if parts.get("layerName") or parts.get("vsiPrefix"):
-        return source  # GDAL dataset names (GPKG rasters, /vsizip/...) are passed as they are
-    return parts.get("path") or source
+    """A raster layer's file (or GDAL dataset name) for core; refuses non-GDAL layers
+    (the rule of :func:`geoplant_qgis.layers.raster_layer_path`, shared with the dock)."""
+    from ..core.errors import InputDataError
+    from ..layers import raster_layer_path as layer_path
+
+    try:
+        return layer_path(layer)
+    except InputDataError as error:
+        raise QgsProcessingException(str(error)) from None
 
 
 def raster_paths(alg, parameters, context, name="RASTERS") -> list[str]:

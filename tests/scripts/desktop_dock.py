@@ -62,12 +62,15 @@ def open_dock():
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3035"))
     dock.load_model(ENV["GEOPLANT_DESKTOP_MODEL"])
     dock.folder_widget.setFilePath(ENV["GEOPLANT_DESKTOP_OUTPUT"])
+    # the card is read, the model timed and the inputs matched in background tasks
+    report["idle"] = dock.wait_idle(60)
     layers = [layer for layer in project.mapLayers().values() if isinstance(layer, QgsRasterLayer)]
     if layers:
         dock.use_layer_extent(layers[0])
         canvas.setExtent(layers[0].extent().buffered(layers[0].extent().width() * 0.1))
     canvas.refresh()
     dock.set_species_checked([dock.card.species[0].id])
+    dock.wait_idle(10)
     report["dock_visible"] = dock.isVisible()
     report["action_checked"] = plugin.action.isChecked()
     report["statuses"] = {name: dock.status_of(name) for name, _, _ in dock.rows}
