@@ -1,6 +1,6 @@
 """Find the plugin's runtime dependencies without touching QGIS's own packages.
 
-``make install`` puts onnxruntime (and only what it needs that QGIS lacks) into
+``make install`` puts onnxruntime, onnx and protobuf (only what QGIS lacks) into
 ``<plugin folder>/_deps``. That folder is *appended* to ``sys.path``, so the numpy,
 GDAL and Qt that QGIS was built against always win over anything in it.
 """
@@ -26,7 +26,23 @@ RUNTIME_DEPENDENCIES = {
         "make install (from the source tree), or "
         "/usr/bin/python3 -m pip install --user 'onnxruntime==1.32.0' 'numpy<2'",
     ),
+    # the model's graph with its normalisation and post-processing (core/postprocess.py);
+    # onnx 1.17: the last release working with numpy < 2
+    "onnx": (
+        "building the model's graph",
+        "make install (from the source tree), or "
+        "/usr/bin/python3 -m pip install --user 'onnx==1.17.0' 'protobuf==7.36.2' 'numpy<2'",
+    ),
+    # onnx's message library (not in QGIS's Python): a separate entry, as onnx is found
+    # without importing it
+    "google.protobuf": (
+        "ONNX graphs (needed by onnx)",
+        "make install (from the source tree), or /usr/bin/python3 -m pip install --user 'protobuf==7.36.2'",
+    ),
 }
+
+#: what running a model needs (predict, evaluate with a MODEL, the panel's runs)
+MODEL_RUN_DEPENDENCIES = ("onnxruntime", "onnx", "google.protobuf")
 
 
 def add_bundled_dependencies() -> None:

@@ -3,9 +3,10 @@
 
 QGIS desktop and qgis_process load ``<profile root>/profiles/<profile>/python/plugins/<name>``
 only when ``[PythonPlugins] <name>=true`` is set in that profile's ``QGIS/QGIS3.ini``.
-The runtime dependency QGIS lacks (onnxruntime) goes into ``<plugin>/_deps`` with
-``pip --target --no-deps``: the plugin appends that folder to sys.path, so QGIS's own
-numpy always wins and can never be upgraded under it.
+The runtime dependencies QGIS lacks (``requirements.txt``: onnxruntime, onnx and onnx's
+protobuf) go into ``<plugin>/_deps`` with ``pip --target --no-deps``: the plugin appends
+that folder to sys.path, so QGIS's own numpy always wins and can never be upgraded under
+it (onnx 1.17 works with Debian's numpy 1.24; onnx >= 1.18 needs numpy 2).
 """
 
 from __future__ import annotations

@@ -1,13 +1,20 @@
 """The post-processing ONNX graph: activation, richness, top-K and probabilities.
 
 Sigmoid/softmax, a sum and a top-K over thousands of species cost about as much as the
-model itself when done in numpy, so :func:`predict` runs them in onnxruntime as a second,
-small session fed with the model's raw output. The graph depends on the run (activation,
-species subset, K, threshold), so it is built here, at run time, as serialized ONNX
-protobuf bytes written with a minimal protobuf encoder: the ``onnx`` package is a
-tools/test dependency only, onnxruntime loads the bytes directly. ``tests/test_engine.py``
-checks the bytes with ``onnx.checker`` and compares them with the same graph made by
-``onnx.helper``.
+model itself when done in numpy, so :func:`predict` runs them in onnxruntime: appended to
+the model's own graph (:func:`append_postprocess`, one fused session, the card's
+normalisation prepended by :func:`prepend_normalisation`), or as a second, small session
+fed with the model's raw output (:func:`postprocess_graph`). The graph depends on the run
+(activation, species subset, K, threshold), so it is built here, at run time, with the
+``onnx`` package (``onnx.helper``, ``onnx.numpy_helper``), imported when a graph is built:
+the plugin loads without it.
+
+Models over 2 GB keep their weights in external data files (a protobuf message cannot
+exceed 2 GB). The graph edits here parse and write the model file's own bytes only: the
+initializers stored outside stay references (their ``location`` relative to the model's
+folder) and are never read into Python; the session that runs the result is told that
+folder (``session.model_external_initializers_file_folder_path``, see
+:data:`EXTERNAL_DATA_FOLDER_KEY`).
 
 Graph (opset 13), input ``raw`` float32 [N, S]:
 
@@ -29,18 +36,34 @@ Graph (opset 13), input ``raw`` float32 [N, S]:
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
+
+from .errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
+
+#: a model given to the graph edits, and what they give back: its serialized bytes (the
+#: model file's content) -> new bytes; or an ``onnx.ModelProto``, changed in place and
+#: returned: a caller chaining :func:`prepend_normalisation` and :func:`append_postprocess`
+#: on one proto parses and serializes the model once instead of twice (and holds one copy of
+#: its weights less)
+Model = TypeVar("Model", bytes, "ModelProto")
 
 OPSET = 13
 IR_VERSION = 7
 
-# onnx.proto TensorProto.DataType
+# onnx.proto TensorProto.DataType (the values of onnx.TensorProto.FLOAT, INT32, INT64)
 FLOAT, INT32, INT64 = 1, 6, 7
-# AttributeProto.AttributeType
+# AttributeProto.AttributeType (onnx.AttributeProto.FLOAT, INT, INTS)
 ATTR_FLOAT, ATTR_INT, ATTR_INTS = 1, 2, 7
+
+#: onnxruntime session option naming the folder of a model's external data when the session
+#: is made from bytes (the fused graph): set it to the model file's folder
+EXTERNAL_DATA_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 
 #: extra candidate columns of a group leader's TopK in the grouped top-K (see
 #: :func:`_grouped_topk`); 0 = exactly the leader's K columns. Bench MLP's rows (K = 25 of
@@ -48,85 +71,52 @@ ATTR_FLOAT, ATTR_INT, ATTR_INTS = 1, 2, 7
 #: (groups of 8 to 64); fused graph us/row in engine.TOPK_GROUP's comment
 TOPK_MARGIN = 16
 
-_DTYPES = {np.dtype(np.float32): FLOAT, np.dtype(np.int32): INT32, np.dtype(np.int64): INT64}
-
 #: ``checks`` of the post-processing -> its scalar outputs: "sum" (NaN anywhere in p) for a
 #: sigmoid/softmax whose outputs do not already show NaN; "range" (min, max and NaN) for
 #: activation "none", whose values are in [0, 1] only if the model says the truth
-CHECKS = {None: (), "sum": ("check_sum",), "range": ("check_min", "check_max", "check_sum")}
+CHECKS: dict[str | None, tuple[str, ...]] = {
+    None: (),
+    "sum": ("check_sum",),
+    "range": ("check_min", "check_max", "check_sum"),
+}
 
 
-# --- minimal protobuf wire encoding ----------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # negative int64 -> two's complement, 10 bytes
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _key(field: int, wire: int) -> bytes:
-    return _varint((field << 3) | wire)
-
-
-def _int(field: int, value: int) -> bytes:
-    return _key(field, 0) + _varint(int(value))
-
-
-def _bytes(field: int, value: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(value)) + value
-
-
-def _str(field: int, value: str) -> bytes:
-    return _bytes(field, value.encode("utf-8"))
-
-
-def _float(field: int, value: float) -> bytes:
-    return _key(field, 5) + struct.pack("<f", float(value))
+def _onnx() -> Any:
+    """The ``onnx`` package (MissingDependencyError naming it when it is not installed)."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise MissingDependencyError(
+            "Running a model needs the onnx package (the plugin's 'make install' puts it in its "
+            "_deps folder; or /usr/bin/python3 -m pip install --user 'onnx==1.17.0' 'numpy<2')."
+        ) from error
+    return onnx
 
 
 # --- ONNX messages ---------------------------------------------------------------------
 
 
-def _tensor(name: str, array: np.ndarray) -> bytes:
-    array = np.array(array, order="C", copy=False)  # (ascontiguousarray makes 0-d arrays 1-d)
-    body = b"".join(_int(1, d) for d in array.shape)
-    body += _int(2, _DTYPES[array.dtype]) + _str(8, name)
-    body += _bytes(9, array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
-    return body
+def _tensor(name: str, array: np.ndarray) -> TensorProto:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray(array), name)
 
 
-def _attribute(name: str, value) -> bytes:
-    if isinstance(value, list | tuple):
-        return _str(1, name) + b"".join(_int(8, int(v)) for v in value) + _int(20, ATTR_INTS)
-    if isinstance(value, float):
-        return _str(1, name) + _float(2, value) + _int(20, ATTR_FLOAT)
-    return _str(1, name) + _int(3, int(value)) + _int(20, ATTR_INT)
+def _node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any) -> NodeProto:
+    from onnx import helper
+
+    return helper.make_node(op_type, list(inputs), list(outputs), name=name, **attrs)
 
 
-def _node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs) -> bytes:
-    body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
-    body += _str(3, name) + _str(4, op_type)
-    body += b"".join(_bytes(5, _attribute(k, v)) for k, v in attrs.items())
-    return body
+def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> ValueInfoProto:
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, elem_type, list(dims))
 
 
-def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> bytes:
-    shape = b"".join(
-        _bytes(1, _str(2, d) if isinstance(d, str) else _int(1, d)) for d in dims
-    )  # TensorShapeProto.dim
-    tensor_type = _int(1, elem_type) + _bytes(2, shape)
-    return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
-
-
-def _reduce(op: str, x: str, out: str, axis: int, opset: int, inits: list, name) -> bytes:
+def _reduce(
+    op: str, x: str, out: str, axis: int, opset: int, inits: list[TensorProto], name: Callable[[str], str]
+) -> NodeProto:
     """ReduceMin/ReduceMax over one axis, keepdims: axes an attribute before opset 18, an input after."""
     if opset < 18:
         return _node(op, [x], [out], out, axes=[axis], keepdims=1)
@@ -135,7 +125,10 @@ def _reduce(op: str, x: str, out: str, axis: int, opset: int, inits: list, name)
     return _node(op, [x, axes], [out], out, keepdims=1)
 
 
-def _grouped_topk(nodes, inits, p, k, result, n_species, top_k, group, opset, name, margin=0) -> None:
+def _grouped_topk(
+    nodes: list[NodeProto], inits: list[TensorProto], p: str, k: str, result: str, n_species: int,
+    top_k: int, group: int, opset: int, name: Callable[[str], str], margin: int = 0,
+) -> None:  # fmt: skip
     """TopK column indices (int64 [N, K]) of ``p`` [N, S], exact, using neighbouring rows.
 
     The rows come in groups of ``group`` (N must be a multiple of it: the engine pads);
@@ -174,7 +167,7 @@ def _grouped_topk(nodes, inits, p, k, result, n_species, top_k, group, opset, na
         inits.append(_tensor(n(init), np.array(value, dtype=np.int64)))
     inits.append(_tensor(n("minus_inf"), np.array(-np.inf, dtype=np.float32)))
 
-    def topk(x, count, values, indices, node, largest=1):
+    def topk(x: str, count: str, values: str, indices: str, node: str, largest: int = 1) -> NodeProto:
         return _node("TopK", [x, count], [values, indices], node, axis=-1, largest=largest, sorted=1)
 
     nodes += [
@@ -219,10 +212,12 @@ def _grouped_topk(nodes, inits, p, k, result, n_species, top_k, group, opset, na
 
 
 def _parts(
-    n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities, source, name, out,
-    topk_group=1, opset=OPSET, topk_margin=None, checks=None,
-):  # fmt: skip
-    """(nodes, initializers, outputs) of the post-processing, as serialized messages.
+    n_species: int, activation: str, columns: Sequence[int] | None, species_ids: Sequence[int] | None,
+    top_k: int, richness: bool, threshold: float | None, probabilities: bool, source: str,
+    name: Callable[[str], str], out: Callable[[str], str], topk_group: int = 1, opset: int = OPSET,
+    topk_margin: int | None = None, checks: str | None = None,
+) -> tuple[list[NodeProto], list[TensorProto], list[ValueInfoProto]]:  # fmt: skip
+    """(nodes, initializers, outputs) of the post-processing, as ``onnx`` messages.
 
     ``source``: the tensor holding the raw output; ``name(x)``: internal tensor/node names;
     ``out(x)``: the graph output names ("richness", "topk", "probabilities"). Richness and
@@ -230,7 +225,9 @@ def _parts(
     """
     if activation not in ("sigmoid", "softmax", "none"):
         raise ValueError(f"unknown activation {activation!r}")
-    nodes, inits, outputs = [], [], []
+    nodes: list[NodeProto] = []
+    inits: list[TensorProto] = []
+    outputs: list[ValueInfoProto] = []
     p = name("p")
     if activation == "sigmoid":
         nodes.append(_node("Sigmoid", [source], [p], name("activation")))
@@ -324,16 +321,21 @@ def postprocess_graph(
     of it.
     ``checks``: None, "sum" or "range": the scalar outputs of :data:`CHECKS` too.
     """
+    helper = _onnx().helper
     nodes, inits, outputs = _parts(
         n_species, activation, columns, species_ids, top_k, richness, threshold, probabilities,
         "raw", lambda x: x, lambda x: x, topk_group, OPSET, topk_margin, checks,
     )  # fmt: skip
-    graph = b"".join(_bytes(1, n) for n in nodes) + _str(2, "geoplant_postprocess")
-    graph += b"".join(_bytes(5, t) for t in inits)
-    graph += _bytes(11, _value_info("raw", FLOAT, ["N", n_species]))
-    graph += b"".join(_bytes(12, o) for o in outputs)
-    opset = _str(1, "") + _int(2, OPSET)
-    return _int(1, IR_VERSION) + _str(2, "geoplant_qgis") + _bytes(7, graph) + _bytes(8, opset)
+    graph = helper.make_graph(
+        nodes, "geoplant_postprocess", [_value_info("raw", FLOAT, ["N", n_species])], outputs, inits
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="geoplant_qgis",
+    )
+    return bytes(model.SerializeToString())
 
 
 # --- appending to a model --------------------------------------------------------------
@@ -347,66 +349,49 @@ APPENDED_OUTPUTS = {
 }
 
 
-def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = buf[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-        shift += 7
+def _load(model: bytes | ModelProto) -> ModelProto:
+    """The model as an ``onnx.ModelProto`` (parsed from its bytes: the model file's own,
+    external data left where it is; a ModelProto itself, not a copy) with a single graph
+    (ValueError otherwise)."""
+    onnx = _onnx()
+    if isinstance(model, bytes | bytearray | memoryview):
+        try:
+            proto: ModelProto = onnx.ModelProto.FromString(bytes(model))
+        except Exception as error:  # google.protobuf.message.DecodeError
+            raise ValueError(f"not an ONNX model: {error}") from None
+    else:
+        proto = model
+    if not proto.HasField("graph"):
+        raise ValueError("the model has no single graph")
+    return proto
 
 
-def _fields(buf: bytes):
-    """(field number, whole field bytes, payload bytes or None) of each field of a message."""
-    i, n = 0, len(buf)
-    while i < n:
-        start = i
-        key, i = _read_varint(buf, i)
-        field, wire = key >> 3, key & 7
-        payload = None
-        if wire == 0:
-            _, i = _read_varint(buf, i)
-        elif wire == 1:
-            i += 8
-        elif wire == 2:
-            length, i = _read_varint(buf, i)
-            payload = buf[i : i + length]
-            i += length
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        if i > n:
-            raise ValueError("truncated protobuf message")
-        yield field, buf[start:i], payload
+def _same_kind(proto: ModelProto, model: Model) -> Model:
+    """``proto`` serialized when the caller gave bytes, else as it is."""
+    if isinstance(model, bytes | bytearray | memoryview):
+        return cast(Model, bytes(proto.SerializeToString()))
+    return cast(Model, proto)
 
 
-def _first_string(message: bytes, field_number: int) -> str:
-    for field, _, payload in _fields(message):
-        if field == field_number and payload is not None:
-            return payload.decode("utf-8")
-    return ""
-
-
-def default_opset(model: bytes) -> int:
+def default_opset(model: bytes | ModelProto) -> int:
     """The model's opset version of the default ONNX domain (0 if none)."""
-    for field, _, payload in _fields(model):
-        if field == 8 and payload is not None:  # opset_import
-            domain, version = "", 0
-            for f, whole, p in _fields(payload):
-                if f == 1 and p is not None:
-                    domain = p.decode("utf-8")
-                elif f == 2:
-                    version, _ = _read_varint(whole, len(_key(2, 0)))
-            if domain in ("", "ai.onnx"):
-                return version
+    proto = _load(model) if isinstance(model, bytes | bytearray | memoryview) else model
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            return int(opset.version)
     return 0
 
 
+def uses_external_data(model: bytes | ModelProto) -> bool:
+    """Whether some of the model's initializers are stored in external data files (models
+    over 2 GB): a session made from its bytes then needs :data:`EXTERNAL_DATA_FOLDER_KEY`."""
+    proto = _load(model) if isinstance(model, bytes | bytearray | memoryview) else model
+    external = _onnx().TensorProto.EXTERNAL
+    return any(t.data_location == external for t in proto.graph.initializer)
+
+
 def append_postprocess(
-    model: bytes,
+    model: Model,
     output_name: str,
     n_species: int,
     activation: str,
@@ -420,16 +405,19 @@ def append_postprocess(
     topk_group: int = 1,
     topk_margin: int | None = None,
     checks: str | None = None,
-) -> bytes:
-    """The model's bytes with the post-processing appended to its graph.
+) -> Model:
+    """The model's bytes with the post-processing appended to its graph (an
+    ``onnx.ModelProto`` instead: changed in place and returned, see :data:`Model`).
 
     The raw output ``output_name`` stops being a graph output (so onnxruntime may fuse the
     activation into the last layer and never hands the [N, S] matrix to Python); the new
     outputs are :data:`APPENDED_OUTPUTS` (``topk_group``: see :func:`postprocess_graph`).
     Needs default-domain opset >= 13 (ValueError otherwise; the caller then runs
-    :func:`postprocess_graph` as a second session).
+    :func:`postprocess_graph` as a second session). Initializers in external data stay
+    there (see the module's docstring).
     """
-    opset = default_opset(model)
+    proto = _load(model)
+    opset = default_opset(proto)
     if opset < OPSET:
         raise ValueError(f"model opset {opset} < {OPSET}")
     nodes, inits, outputs = _parts(
@@ -437,31 +425,15 @@ def append_postprocess(
         output_name, lambda x: f"geoplant_post/{x}", lambda x: APPENDED_OUTPUTS[x], topk_group, opset,
         topk_margin, checks,
     )  # fmt: skip
-
-    def keep(field, whole, payload):  # the raw output is no longer a graph output
-        return None if field == 12 and _first_string(payload, 1) == output_name else whole
-
-    after = [_bytes(1, n) for n in nodes] + [_bytes(5, t) for t in inits] + [_bytes(12, o) for o in outputs]
-    return _rewrite_graph(model, keep, after=after)
-
-
-def _rewrite_graph(model: bytes, keep, before=(), after=()) -> bytes:
-    """The model with its one graph's fields passed through ``keep(field, whole, payload)``
-    (the field's bytes to write, or None to drop it), ``before`` and ``after`` (serialized
-    graph fields) around them; the model's other fields as they were."""
-    top, graph, found = [], list(before), 0
-    for field, whole, payload in _fields(model):
-        if field != 7:
-            top.append(whole)
-            continue
-        found += 1
-        for g_field, g_whole, g_payload in _fields(payload):
-            kept = keep(g_field, g_whole, g_payload)
-            if kept is not None:
-                graph.append(kept)
-    if found != 1:
-        raise ValueError("the model has no single graph")
-    return b"".join(top) + _bytes(7, b"".join(graph + list(after)))
+    graph = proto.graph
+    kept = [o for o in graph.output if o.name != output_name]  # the raw output: no longer an output
+    if len(kept) != len(graph.output):
+        del graph.output[:]
+        graph.output.extend(kept)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    graph.output.extend(outputs)
+    return _same_kind(proto, model)
 
 
 # --- prepending the normalisation ------------------------------------------------------
@@ -470,21 +442,24 @@ PREPENDED_PREFIX = "geoplant_pre/"
 
 
 def prepend_normalisation(
-    model: bytes, inputs: Sequence[tuple[str, np.ndarray | None, np.ndarray | None]]
-) -> bytes:
-    """The model's bytes with ``x * mul + add`` computed in the graph for each named input.
+    model: Model, inputs: Sequence[tuple[str, np.ndarray | None, np.ndarray | None]]
+) -> Model:
+    """The model's bytes with ``x * mul + add`` computed in the graph for each named input
+    (an ``onnx.ModelProto`` instead: changed in place and returned, see :data:`Model`).
 
     ``inputs``: (input name, mul, add) with float32 arrays broadcasting against the input
     tensor without its batch axis (None: skip that step). The graph input ``name`` is
     renamed ``geoplant_pre/<name>``; the new nodes come first and produce ``name``, so the
     rest of the graph is untouched. Callers then feed raw (scaled) values under the new
-    names.
+    names. Nothing to do: the model itself is returned.
     """
-    inputs = [(n, m, a) for n, m, a in inputs if m is not None or a is not None]
-    if not inputs:
+    steps = [(n, m, a) for n, m, a in inputs if m is not None or a is not None]
+    if not steps:
         return model
-    nodes, inits = [], []
-    for name, mul, add in inputs:
+    proto = _load(model)
+    nodes: list[NodeProto] = []
+    inits: list[TensorProto] = []
+    for name, mul, add in steps:
         current = PREPENDED_PREFIX + name
         if mul is not None:
             target = name if add is None else f"{PREPENDED_PREFIX}{name}/scaled"
@@ -494,21 +469,16 @@ def prepend_normalisation(
         if add is not None:
             inits.append(_tensor(f"{PREPENDED_PREFIX}{name}/add", np.asarray(add, np.float32)))
             nodes.append(_node("Add", [current, f"{PREPENDED_PREFIX}{name}/add"], [name], name + "/add_node"))
-    renamed = {n for n, _, _ in inputs}
-
-    def rename(field, whole, payload):  # graph input ``name`` -> ``geoplant_pre/<name>``
-        if field != 11:
-            return whole
-        old = _first_string(payload, 1)
-        if old not in renamed:
-            return whole
-        renamed.discard(old)
-        rest = b"".join(w for f, w, _ in _fields(payload) if f != 1)
-        return _bytes(11, _str(1, PREPENDED_PREFIX + old) + rest)
-
-    data = _rewrite_graph(
-        model, rename, before=[_bytes(1, n) for n in nodes], after=[_bytes(5, t) for t in inits]
-    )
-    if renamed:
+    graph = proto.graph
+    if {n for n, _, _ in steps} - {value.name for value in graph.input}:  # checked before any change
         raise ValueError("the model has no single graph with these inputs")
-    return data
+    renamed = {n for n, _, _ in steps}
+    for value in graph.input:  # graph input ``name`` -> ``geoplant_pre/<name>``
+        if value.name in renamed:
+            renamed.discard(value.name)
+            value.name = PREPENDED_PREFIX + value.name
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + existing)
+    graph.initializer.extend(inits)
+    return _same_kind(proto, model)

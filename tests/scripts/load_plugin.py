@@ -80,7 +80,8 @@ assert qgis.utils.loadPlugin("geoplant_qgis"), "loadPlugin failed"
 assert qgis.utils.startPlugin("geoplant_qgis"), "startPlugin failed"
 result["loaded"] = snapshot(iface)
 # what loading pulled in: the heavy libraries wait until an algorithm or the dock runs
-result["heavy_modules_at_load"] = sorted(m for m in ("pandas", "rasterio", "onnxruntime") if m in sys.modules)
+HEAVY = ("pandas", "rasterio", "onnxruntime", "onnx")
+result["heavy_modules_at_load"] = sorted(m for m in HEAVY if m in sys.modules)
 plugin = qgis.utils.plugins["geoplant_qgis"]
 plugin.toggle_dock(True)  # open the dock if the build has one
 result["dock_opened"] = snapshot(iface)["docks"]
