@@ -16,7 +16,7 @@ QGIS_PROFILE ?= default
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: help setup system-packages venv resources build install uninstall package test \
-        lint demo bench train clean
+        lint demo bench train clean test-core
 
 help:
 	@echo "make setup     system packages (apt) + .venv with pinned requirements"
@@ -24,7 +24,8 @@ help:
 	@echo "make demo      the demo: synthetic GeoPlant world -> model -> maps -> score"
 	@echo "make install   install + enable the plugin in a QGIS profile ($(QGIS_PROFILE_ROOT))"
 	@echo "make package   dist/$(PLUGIN)-$(VERSION).zip for 'Install from ZIP'"
-	@echo "make lint      ruff"
+	@echo "make test-core the core tests where qgis and PyQt5 cannot be imported (.venv-core)"
+	@echo "make lint      ruff + mypy on geoplant_qgis/core"
 	@echo "make bench     speed and memory benchmarks"
 	@echo "make train     regenerate the demo world and retrain the bundled model (PyTorch)"
 
@@ -46,7 +47,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt
-	$(PY) -c "import numpy, rasterio, onnxruntime; from osgeo import gdal_array; assert numpy.__version__ < '2', numpy.__version__"
+	$(PY) -c "import numpy, rasterio, onnxruntime, onnx; from osgeo import gdal_array; assert numpy.__version__ < '2', numpy.__version__"
 	@touch $@
 
 resources: $(PLUGIN)/resources_rc.py
@@ -58,7 +59,7 @@ $(PLUGIN)/resources_rc.py: resources.qrc $(wildcard $(PLUGIN)/icons/*)
 build: resources
 	rm -rf $(BUILD_DIR)
 	mkdir -p $(BUILD_DIR)
-	tar -C $(PLUGIN) --exclude=__pycache__ --exclude='*.pyc' --exclude=_deps -cf - . | tar -C $(BUILD_DIR) -xf -
+	tar -C $(PLUGIN) --exclude=__pycache__ --exclude='*.pyc' --exclude=_deps --exclude=./convert -cf - . | tar -C $(BUILD_DIR) -xf -
 	cp metadata.txt LICENSE README.md $(BUILD_DIR)/
 
 install: build venv
@@ -74,12 +75,36 @@ package: build
 	cd build/plugin && $(SYSTEM_PYTHON) -m zipfile -c ../../dist/$(PLUGIN)-$(VERSION).zip $(PLUGIN)
 	@echo "dist/$(PLUGIN)-$(VERSION).zip"
 
-test: setup
+# The converter's tests (tests/test_convert.py) need PyTorch 2.13.0 CPU: ~45 s and ~0.9 GB once.
+convert-deps: $(VENV)/.convert-installed
+$(VENV)/.convert-installed: tools/requirements-convert.txt constraints.txt $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -r tools/requirements-convert.txt
+	@touch $@
+
+test: setup convert-deps
 	$(PY) -m pytest
 
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy geoplant_qgis/core
+
+# The core tests as on a machine without QGIS: .venv-core sees Debian's numpy, rasterio, pandas
+# and GDAL (--system-site-packages) and pip's onnxruntime, onnx, pytest..., but not pytest-qgis,
+# and .ci/block_qgis.py (loaded by a .pth) makes importing qgis, PyQt5 or sip fail.
+CORE_VENV := .venv-core
+test-core: system-packages $(CORE_VENV)/.installed
+	@! $(CORE_VENV)/bin/python -c "import qgis" 2>/dev/null || { echo "qgis is importable in $(CORE_VENV)"; exit 1; }
+	@! $(CORE_VENV)/bin/python -c "import PyQt5" 2>/dev/null || { echo "PyQt5 is importable in $(CORE_VENV)"; exit 1; }
+	$(CORE_VENV)/bin/python -m pytest -m core
+
+$(CORE_VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt .ci/block_qgis.py
+	@[ -x $(CORE_VENV)/bin/python ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install -q -c constraints.txt -r requirements.txt \
+	  $$(grep -vE '^(-r|#|pytest-qgis|ruff|mypy)' requirements-dev.txt)
+	site=$$($(CORE_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  cp .ci/block_qgis.py "$$site/block_qgis.py" && echo "import block_qgis" > "$$site/block_qgis.pth"
+	@touch $@
 
 demo: setup
 	$(PY) tools/demo.py --output demo_output
@@ -96,4 +121,4 @@ train: setup
 	$(PY) tools/train_model.py $(TRAIN_WORLD)
 
 clean:
-	rm -rf build dist demo_output .pytest_cache $(PLUGIN)/resources_rc.py
+	rm -rf build dist demo_output .pytest_cache .mypy_cache $(PLUGIN)/resources_rc.py
