@@ -257,7 +257,9 @@ def child_main(spec: dict) -> None:
         result = predict(spec["model"], spec["rasters"], **spec["kwargs"])
         print(json.dumps({"seconds": result.seconds, "cells": result.cells, "valid": result.valid_cells}))
     elif kind == "ort":
-        from geoplant_qgis.core.engine import LoadedModel, _session, _workers
+        from geoplant_qgis.core.predict.model import LoadedModel
+        from geoplant_qgis.core.predict.model import session as _session
+        from geoplant_qgis.core.predict.model import workers as _workers
 
         model = LoadedModel(spec["model"])
         spec_in = model.card.inputs[0]
@@ -307,17 +309,17 @@ def child_main(spec: dict) -> None:
         # worker pool, over the very feeds predict() makes (sampled beforehand, untimed)
         from geoplant_qgis.core import engine
         from geoplant_qgis.core.grid import make_grid
+        from geoplant_qgis.core.predict.inputs import Inputs
 
         model = engine.LoadedModel(spec["model"])
         side = spec["side_m"]
         grid = make_grid((X0, Y0, X0 + side, Y0 + side), CRS, crs=CRS, cell_size=100)
-        inputs = engine._Inputs(model.card, spec["rasters"], None, grid.crs)
         block = engine.default_block_cells(model.card, 100.0, (1 + TOP_K) * 4)
         with model.pipeline(None, top_k=TOP_K, richness=True) as pipeline:
+            inputs = Inputs(model.card, spec["rasters"], None, grid.crs, pipeline.graph_normalises)
             blocks = []
-            for row, col, rows, cols in engine._blocks(*grid.shape, block):
-                xs, ys = grid.cell_centres(row, row + rows, col, col + cols)
-                feeds, _ = inputs.prepare(np.ravel(xs), np.ravel(ys), leave_raw=pipeline.graph_normalises)
+            for window in grid.tiles(block):
+                feeds, _ = inputs.prepare(*map(np.ravel, grid.window_centres(window)))
                 blocks.append(feeds)
             pipeline.run({k: v[:64] for k, v in blocks[0].items()})
             started = time.perf_counter()
@@ -347,8 +349,8 @@ def naive_per_cell(spec: dict) -> None:
         QgsRasterLayer,
     )
 
-    from geoplant_qgis.core.engine import _session
     from geoplant_qgis.core.modelcard import read_model_card
+    from geoplant_qgis.core.predict.model import session as _session
 
     app = QgsApplication([], False)
     app.initQgis()

@@ -11,6 +11,8 @@ import pytest
 from geoplant_qgis.core.bundled import default_model_path
 from geoplant_qgis.core.modelcard import read_model_card
 
+pytestmark = pytest.mark.core
+
 WORLD_VARIABLES = ("Bio1", "Bio4", "Bio12", "Elevation", "Soilgrid-phh2o", "LandCover", "HumanFootprint")
 
 

@@ -11,6 +11,8 @@ import pytest
 from geoplant_qgis.core.errors import InputDataError
 from geoplant_qgis.core.geoplant.cubes import read_cube
 
+pytestmark = pytest.mark.core
+
 GLC24_CUBES = "glc24/TimeSeries-Cubes"
 BIOCLIM = (
     f"{GLC24_CUBES}/GLC24-PA-train-bioclimatic_monthly/GLC24-PA-train-bioclimatic_monthly_1322301_cube.pt"

@@ -23,11 +23,23 @@ from rasterio.warp import transform as warp_transform
 
 from geoplant_qgis.core import engine
 from geoplant_qgis.core.errors import CancelledError, InputDataError, ModelCardError, OutputError
+from geoplant_qgis.core.grid import tiles
 from geoplant_qgis.core.modelcard import embed_model_card
 from geoplant_qgis.core.postprocess import postprocess_graph
+from geoplant_qgis.core.predict.inputs import Inputs
 from geoplant_qgis.core.progress import Progress
 
+pytestmark = pytest.mark.core
+
 SPECIES_IDS = [10, 3, 7, 42, 1]
+
+
+def _tiles(height, width, cells, strip=256):
+    """The grid's tiling as (row, col, rows, cols) tuples."""
+    return [
+        (int(w.row_off), int(w.col_off), int(w.height), int(w.width))
+        for w in tiles(height, width, cells, strip)
+    ]
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -524,7 +536,7 @@ def test_predict_points(tmp_path, climate):
 
 
 def test_postprocess_graph_matches_onnx_helper():
-    """The hand-encoded protobuf is a valid ONNX model equal to the onnx.helper construction."""
+    """The post-processing model is valid ONNX, its graph the onnx.helper construction written out."""
     data = postprocess_graph(
         6,
         "sigmoid",
@@ -676,7 +688,7 @@ def test_cancel_mid_run_leaves_nothing(tmp_path, climate, monkeypatch):
     def submit(self, *args, **kwargs):
         pending = real_submit(self, *args, **kwargs)
         pipelines.append(self)
-        threads.extend(self._executor._threads)
+        threads.extend(self.worker_threads())
         return pending
 
     monkeypatch.setattr(engine.Pipeline, "submit", submit)
@@ -834,7 +846,7 @@ def test_big_extent_outside_sources_skips_blocks(tmp_path, climate, monkeypatch,
     check_outputs(paths, probs, valid, width, height, top_k=3)
     # the elevation raster covers rows 95-114 of the grid: only blocks near them are sampled
     # (two samplers per sampled block), and only cells of tiles near the sources
-    near = [b for b in engine._blocks(height, width, block_cells) if b[0] <= 116 and b[0] + b[2] >= 93]
+    near = [b for b in _tiles(height, width, block_cells) if b[0] <= 116 and b[0] + b[2] >= 93]
     sampled_blocks = len(calls) // 2
     assert sampled_blocks <= len(near)
     assert sum(calls) // 2 < 0.1 * width * height
@@ -848,7 +860,7 @@ def test_reach_keeps_every_cell_a_source_reaches(tmp_path, climate):
     """reach() never drops a cell that has a value (any tile size), and drops far ones."""
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
     loaded = engine.LoadedModel(model)
-    inputs = engine._Inputs(loaded.card, climate, None, "EPSG:3035")
+    inputs = Inputs(loaded.card, climate, None, "EPSG:3035")
     try:
         from geoplant_qgis.core.grid import make_grid
 
@@ -872,10 +884,10 @@ def test_reach_keeps_every_cell_a_source_reaches(tmp_path, climate):
         assert abs(inputs.share_outside(grid) - (1 - covered.mean())) < 0.01
         # a grid inside both rasters: nothing to cut, no per-block work
         inner = make_grid((3_805_000.0, 2_290_000.0, 3_812_000.0, 2_300_000.0), "EPSG:3035", cell_size=500)
-        assert inputs._grid_inside(inner) and inputs.reach(inner, 0, 0, 2, inner.width, tile=1) is None
+        assert inputs.grid_inside(inner) and inputs.reach(inner, 0, 0, 2, inner.width, tile=1) is None
         # ... but one reaching past the elevation raster's east edge (3,815,030) is cut
         edge = make_grid((3_805_000.0, 2_290_000.0, 3_816_000.0, 2_300_000.0), "EPSG:3035", cell_size=500)
-        assert not inputs._grid_inside(edge)
+        assert not inputs.grid_inside(edge)
         keep = inputs.reach(edge, 0, 0, edge.height, edge.width, tile=1).reshape(edge.shape)
         assert keep[:, :20].all() and not keep[:, 21:].any()
     finally:
@@ -888,7 +900,7 @@ def test_reach_keeps_every_cell_a_source_reaches(tmp_path, climate):
 )
 def test_blocks_are_near_square_tiles_covering_the_grid_once(height, width, cells, strip):
     covered = np.zeros((height, width), dtype=int)
-    blocks = list(engine._blocks(height, width, cells, strip))
+    blocks = _tiles(height, width, cells, strip)
     for row, col, rows, cols in blocks:
         covered[row : row + rows, col : col + cols] += 1
         assert rows * cols <= max(cells, 1)
@@ -912,7 +924,7 @@ def test_write_error_mid_run_is_raised_not_hung(tmp_path, climate, monkeypatch):
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
     out = tmp_path / "out"
     out.mkdir()
-    real_write, real_prepare = geotiff.GeoTiffWriter.write, engine._Inputs.prepare
+    real_write, real_prepare = geotiff.GeoTiffWriter.write, Inputs.prepare
     calls = []
 
     def failing_write(self, array, row_off, col_off=0):
@@ -920,14 +932,14 @@ def test_write_error_mid_run_is_raised_not_hung(tmp_path, climate, monkeypatch):
             raise OutputError("The disk is full.")
         return real_write(self, array, row_off, col_off)
 
-    def slow_prepare(self, xs, ys, leave_raw=frozenset()):
+    def slow_prepare(self, xs, ys):
         calls.append(1)
         if len(calls) > 1:  # a slow prefetch: the inference waits on an empty queue
             threading.Event().wait(0.2)
-        return real_prepare(self, xs, ys, leave_raw)
+        return real_prepare(self, xs, ys)
 
     monkeypatch.setattr(geotiff.GeoTiffWriter, "write", failing_write)
-    monkeypatch.setattr(engine._Inputs, "prepare", slow_prepare)
+    monkeypatch.setattr(Inputs, "prepare", slow_prepare)
     with pytest.raises(OutputError, match="The disk is full"):
         engine.predict(
             model,

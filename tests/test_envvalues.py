@@ -10,6 +10,8 @@ from geoplant_qgis.core.errors import InputDataError, OutputError
 from geoplant_qgis.core.geoplant.envvalues import read_env_values, write_env_values
 from geoplant_qgis.core.progress import Progress
 
+pytestmark = pytest.mark.core
+
 
 class Recorder(Progress):
     def __init__(self):

@@ -10,6 +10,8 @@ from tiny_models import save_linear_point_model
 from geoplant_qgis.core import estimate
 from geoplant_qgis.core.errors import InputDataError, ModelCardError
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture
 def tiny_model(tmp_path):

@@ -14,6 +14,8 @@ from geoplant_qgis.core import evaluate as ev
 from geoplant_qgis.core.errors import InputDataError, OutputError
 from geoplant_qgis.core.geoplant.observations import STANDARD_COLUMNS
 
+pytestmark = pytest.mark.core
+
 SPECIES = np.array([10, 20, 30, 40])
 PROBS = np.array(
     [

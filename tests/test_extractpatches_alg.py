@@ -9,6 +9,8 @@ from test_sampleenvironment_alg import point_layer
 
 from geoplant_qgis.core.geoplant.layout import glc25_patch_relpath
 
+pytestmark = pytest.mark.core
+
 UTM_ORIGIN = (566003.7, 4835012.9, 7.3)
 
 

@@ -25,6 +25,8 @@ from geoplant_qgis.core.geotiff import (
     topk_style_qml,
 )
 
+pytestmark = pytest.mark.core
+
 TRANSFORM = from_origin(3_000_000.0, 2_500_000.0, 100.0, 100.0)
 
 

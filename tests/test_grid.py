@@ -9,6 +9,8 @@ from rasterio.windows import Window
 from geoplant_qgis.core.errors import InputDataError
 from geoplant_qgis.core.grid import Grid, area_mask, make_grid
 
+pytestmark = pytest.mark.core
+
 
 def test_grid_geometry():
     g = Grid("EPSG:3035", 100.0, 1000.0, 5000.0, 4, 3)

@@ -17,6 +17,8 @@ from geoplant_qgis.core.geoplant.layout import (
     write_glc25_patch,
 )
 
+pytestmark = pytest.mark.core
+
 GLC25_SAMPLE = "glc25/SatelitePatches/PA-test"
 GLC24_RGB = "glc24/PA_Train_SatellitePatches_RGB/pa_train_patches_rgb"
 GLC24_NIR = "glc24/PA_Train_SatellitePatches_NIR/pa_train_patches_nir"

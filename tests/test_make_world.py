@@ -14,6 +14,8 @@ import pytest
 import rasterio
 from rasterio.warp import transform
 
+pytestmark = pytest.mark.core
+
 SMALL = {"size_km": 6, "n_species": 24, "n_train": 60, "n_test": 20, "truth_species": 2}
 
 

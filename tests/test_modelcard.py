@@ -18,6 +18,8 @@ from geoplant_qgis.core.modelcard import (
     read_model_card,
 )
 
+pytestmark = pytest.mark.core
+
 CARD = {
     "format": "geoplant-onnx/1",
     "name": "tiny",

@@ -15,6 +15,8 @@ from geoplant_qgis.core.geoplant.observations import (
 )
 from geoplant_qgis.core.progress import Progress
 
+pytestmark = pytest.mark.core
+
 HEADER = "lon,lat,year,geoUncertaintyInM,areaInM2,region,country,speciesId,surveyId"
 
 

@@ -21,6 +21,8 @@ from geoplant_qgis.core.geoplant.patches import (
     read_glc25_patch,
 )
 
+pytestmark = pytest.mark.core
+
 RGB = "glc24/PA_Train_SatellitePatches_RGB/pa_train_patches_rgb/01/23/1322301.jpeg"
 NIR = "glc24/PA_Train_SatellitePatches_NIR/pa_train_patches_nir/01/23/1322301.jpeg"
 TIFF = "glc25/SatelitePatches/PA-test/08/01/5000108.tiff"

@@ -29,6 +29,9 @@ WITHOUT_ONNXRUNTIME = {
     "geoplant:sampleenvironment",
     "geoplant:extractpatches",
     "geoplant:evaluate",
+    "geoplant:areareport",
+    "geoplant:presence",
+    "geoplant:ensemble",
 }
 NEED_ONNXRUNTIME = {"geoplant:predict", "geoplant:modelinfo"}
 

@@ -19,6 +19,8 @@ from test_engine import EXTENT, POINT_INPUT, SPECIES_IDS, B, W, make_model
 
 from geoplant_qgis.core.errors import GeoPlantError, InputDataError
 
+pytestmark = pytest.mark.core
+
 climate = test_engine.climate  # the rasters fixture: bio1 (EPSG:4326), elev (EPSG:3035)
 
 FORBIDDEN = ("Traceback", 'File "', "Unexpected internal error")

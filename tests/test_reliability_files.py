@@ -17,6 +17,8 @@ from geoplant_qgis.core import files, signals
 from geoplant_qgis.core.errors import CancelledError, OutputError
 from geoplant_qgis.core.progress import Progress
 
+pytestmark = pytest.mark.core
+
 
 def snapshot(root) -> dict:
     """Every file and folder under ``root``: sha256 of files, None for folders."""
@@ -159,8 +161,8 @@ from geoplant_qgis.core.extract import GridArea, sample_environment
 from geoplant_qgis.core.errors import GeoPlantError
 
 model = save_linear_point_model(base + "/in/m.onnx")
-bio = write_tif(base + "/in/bio.tif", np.ones((2, 10, 10), "float32"), from_origin(3700000, 2701000, 100, 100),
-                "EPSG:3035", descriptions=("Bio1", "Bio12"))
+bio = write_tif(base + "/in/bio.tif", np.ones((2, 10, 10), "float32"),
+                from_origin(3700000, 2701000, 100, 100), "EPSG:3035", descriptions=("Bio1", "Bio12"))
 extent = (3700000, 2700000, 3701000, 2701000)
 calls = [
     lambda: files.write_text(base + "/ro/x.csv", "x"),

@@ -26,6 +26,8 @@ from geoplant_qgis.core import estimate, limits
 from geoplant_qgis.core.errors import InputDataError
 from geoplant_qgis.core.grid import make_grid
 
+pytestmark = pytest.mark.core
+
 climate = test_engine.climate  # two point-variable rasters around Montpellier (EPSG:3035 extent)
 
 ISSUE_EXTENT_TEXT = "2500000,6000000,1500000,5000000 [EPSG:3035]"  # QGIS order: xmin,xmax,ymin,ymax

@@ -25,6 +25,8 @@ from geoplant_qgis.core.files import is_own_temporary
 from geoplant_qgis.core.geoplant.layout import glc25_patch_relpath, write_glc25_patch
 from geoplant_qgis.core.progress import Progress
 
+pytestmark = pytest.mark.core
+
 X0, Y0, PX = 4_000_000.0, 3_000_000.0, 10.0  # a LAEA Europe raster, 10 m pixels
 IDS = [5000108, 1322301, 212, 5, 1027998, 4401, 98765432, 300, 1200, 777, 60001, 42]
 

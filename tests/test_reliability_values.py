@@ -35,6 +35,8 @@ from geoplant_qgis.core.modelcard import (
     read_model_card,
 )
 
+pytestmark = pytest.mark.core
+
 IDS = [11, 22, 33]
 LEFT, TOP, SIZE, N = 4_000_000.0, 3_000_000.0, 100.0, 12
 EXTENT = (LEFT, TOP - N * SIZE, LEFT + N * SIZE, TOP)

@@ -23,6 +23,8 @@ from geoplant_qgis.core import files
 from geoplant_qgis.core.errors import CancelledError, OutputError
 from geoplant_qgis.core.progress import Progress
 
+pytestmark = pytest.mark.core
+
 X0, Y0 = 3_800_000.0, 2_300_000.0  # EPSG:3035
 # 300 x 8 cells of 100 m: wide enough for overviews (a factor 2 is over 128 cells)
 EXTENT = (X0 + 100, Y0 - 1000, X0 + 30_100, Y0 - 200)
@@ -695,30 +697,10 @@ def test_modelinfo_cancelled_failing_or_successful(world, geoplant_provider, mon
 # --- the dock ----------------------------------------------------------------------------
 
 
-def test_dock_removes_only_what_it_wrote(tmp_path, qgis_app):
-    """The dock's area folder: its area.gpkg (and journal files) and the folder when empty;
-    a file someone else put there stays, and so does the folder then."""
-    from types import SimpleNamespace
-
-    from geoplant_qgis.gui.dock import AREA_FILE, GeoPlantDock
-
-    ours, shared = tmp_path / "ours", tmp_path / "shared"
-    for folder in (ours, shared):
-        folder.mkdir()
-        (folder / AREA_FILE).write_bytes(b"area")
-        (folder / f"{AREA_FILE}-wal").write_bytes(b"journal")
-    (shared / "someone_else.txt").write_bytes(b"not the dock's")
-    dock = SimpleNamespace(temp_dirs=[str(ours), str(shared)])
-    GeoPlantDock._remove_temp_dirs(dock)
-    assert not ours.exists() and dock.temp_dirs == []
-    assert sorted(os.listdir(shared)) == ["someone_else.txt"]
-    assert (shared / "someone_else.txt").read_bytes() == b"not the dock's"
-
-
 def test_a_late_cancel_never_removes_files_that_were_there(tmp_path, qgis_app):
     """A cancel that comes after the algorithm published: outputs whose names existed before
     the run are kept (the previous files are gone already); new ones only are removed."""
-    from geoplant_qgis.gui.tasks import remove_outputs
+    from geoplant_qgis.gui.run import remove_outputs
 
     old, new = tmp_path / "old.tif", tmp_path / "new.tif"
     for path in (old, new, tmp_path / "old_species.csv", tmp_path / "new.qml"):

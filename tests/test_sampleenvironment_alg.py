@@ -8,6 +8,8 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 from test_sampling import encode, expected_at, write_known
 
+pytestmark = pytest.mark.core
+
 X0, Y0 = 3826000.0, 2298000.0  # EPSG:3035, Montpellier
 
 

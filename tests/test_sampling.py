@@ -15,6 +15,8 @@ from geoplant_qgis.core.errors import InputDataError
 from geoplant_qgis.core.sampling import PatchSampler, PointSampler
 from geoplant_qgis.core.sources import BandRef
 
+pytestmark = pytest.mark.core
+
 GRID_CRS = "EPSG:3035"
 # Montpellier, in 3035 (computed once here so fixtures and tests agree)
 CENTRE_LON, CENTRE_LAT = 3.87, 43.61

@@ -15,6 +15,8 @@ from geoplant_qgis.core.sources import (
     resolve_variables,
 )
 
+pytestmark = pytest.mark.core
+
 
 def write(path, count=1, descriptions=None):
     profile = dict(

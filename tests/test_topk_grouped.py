@@ -17,6 +17,9 @@ from onnx import TensorProto, helper
 
 from geoplant_qgis.core import engine, postprocess
 from geoplant_qgis.core.postprocess import append_postprocess, postprocess_graph
+from geoplant_qgis.core.predict import inference
+
+pytestmark = pytest.mark.core
 
 KINDS = ["smooth", "random", "ties", "swap"]
 
@@ -231,15 +234,8 @@ def test_micro_batches_are_balanced_between_workers(tmp_path):
     pipeline = engine.LoadedModel(model).pipeline(None, top_k=5, richness=True)
     pipeline.workers, pipeline.sessions = 2, pipeline.sessions[:1] * 2
     assert pipeline.micro_batch == engine.MICRO_BATCH
-    sizes = []
-    run_session = pipeline._run_session
-
-    def recording(worker, feeds):
-        sizes.append(len(feeds["env"]))
-        return run_session(worker, feeds)
-
-    pipeline._run_session = recording
     x = np.cumsum(rng.normal(scale=0.05, size=(677, 2)), axis=0).astype(np.float32)
+    sizes = [pipeline.padded(stop - start) for start, stop in pipeline.split(len(x))]
     got = pipeline.run({"env": x})
     assert engine.TOPK_GROUP == 64
     # 4 pieces of ceil(677 / 4) = 170 rows rounded up to whole groups of 64: 192, 192, 192
@@ -261,7 +257,7 @@ def test_submitted_runs_overlap_and_the_pool_stops(tmp_path):
         first = pipeline.submit({"env": x}, micro_batch=64)
         second = pipeline.submit({"env": y}, micro_batch=96)
         got_y, got_x = second.result(), first.result()
-        workers = list(pipeline._executor._threads)
+        workers = pipeline.worker_threads()
         assert workers and all(t.is_alive() and t.name.startswith("geoplant-ort") for t in workers)
     np.testing.assert_array_equal(got_x["topk"], expected(p(x), range(s), 5))
     np.testing.assert_array_equal(got_y["topk"], expected(p(y), range(s), 5))
@@ -276,7 +272,7 @@ def test_top_k_groups_never_exceed_a_micro_batch(tmp_path, monkeypatch):
     s = 40
     model, probabilities, rng = linear_model(tmp_path, 6, list(range(s)))
     row_bytes = 4 * 2 + 4 * s
-    monkeypatch.setattr(engine, "MICRO_BATCH_BYTES", 20 * row_bytes)  # 20 rows per call
+    monkeypatch.setattr(inference, "MICRO_BATCH_BYTES", 20 * row_bytes)  # 20 rows per call
     pipeline = engine.LoadedModel(model).pipeline(None, top_k=5)
     assert pipeline.micro_batch == 20 and pipeline.group == 16 < engine.TOPK_GROUP
     x = np.cumsum(rng.normal(scale=0.05, size=(300, 2)), axis=0).astype(np.float32)

@@ -151,7 +151,8 @@ def extent(coordinates, name: str = "EXTENT") -> tuple[float, float, float, floa
     problem = extent_problem(coordinates, name)
     if problem:
         raise InputDataError(problem)
-    return tuple(float(v.strip() if isinstance(v, str) else v) for v in coordinates)
+    xmin, ymin, xmax, ymax = (float(v.strip() if isinstance(v, str) else v) for v in coordinates)
+    return xmin, ymin, xmax, ymax
 
 
 def grid_side(span: float, cell: float, what: str) -> None:

@@ -7,12 +7,8 @@ while the user changes the area, the cell size and the outputs.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from .errors import ModelCardError
 from .geotiff import MAX_BANDS, estimate_bytes, format_bytes
 from .limits import DEFAULT_MAX_CELLS, default_max_cells, over_limit_message
 
@@ -50,49 +46,16 @@ def output_bytes(cells: int, richness: bool, top_k: int, probabilities: int) -> 
     return estimate_bytes(int(cells), 1, output_bands(richness, top_k, probabilities), "float32")
 
 
-def _input_arrays(session, batch: int, rng: np.random.Generator) -> dict:
-    feeds = {}
-    for node in session.get_inputs():
-        shape = []
-        for i, dim in enumerate(node.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim if i > 0 else batch)
-            else:
-                shape.append(batch if i == 0 else 1)
-        if node.type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
-            raise ModelCardError(
-                f"Model input '{node.name}' has type {node.type}; GeoPlant models take float32."
-            )
-        dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16}.get(node.type, np.float64)
-        feeds[node.name] = rng.standard_normal(shape).astype(dtype)
-    return feeds
-
-
 def time_model(model_path: str, batch: int = 256, repeats: int = 3, threads: int | None = None) -> float:
-    """Seconds per cell of the model alone, measured on random inputs of ``batch`` rows.
+    """Seconds per cell of the model alone, measured on random inputs of ``batch`` rows, in
+    a session made like every other (:func:`core.predict.model.seconds_per_row`).
 
     The first call (warm-up, graph optimisation) is not counted; the best of ``repeats``
     timed calls is used. Raises :class:`ModelCardError` when onnxruntime cannot load it.
     """
-    import onnxruntime as ort
+    from .predict.model import seconds_per_row
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own exception classes
-        raise ModelCardError(f"onnxruntime cannot load the model {model_path}: {error}") from error
-    rng = np.random.default_rng(0)
-    feeds = _input_arrays(session, batch, rng)
-    session.run(None, feeds)
-    best = math.inf
-    for _ in range(max(int(repeats), 1)):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        best = min(best, time.perf_counter() - start)
-    return best / batch
+    return seconds_per_row(model_path, batch=batch, repeats=repeats, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -178,8 +141,12 @@ def estimate_run(
         warnings.append(
             f"The outputs may need up to {format_bytes(size)} but only {format_bytes(free_bytes)} is free."
         )
-    if output_bands(richness, top_k, probabilities) > MAX_BANDS:
-        warnings.append("More than 65,535 bands: a GeoTIFF cannot hold that many.")
+    for what, bands in (("top-K", int(top_k)), ("probabilities", int(probabilities))):
+        if bands > MAX_BANDS:  # the limit is per file: each output is its own GeoTIFF
+            warnings.append(
+                f"The {what} raster would have {bands:,} bands: a GeoTIFF holds at most "
+                f"{MAX_BANDS:,} bands. Choose fewer species or a smaller TOP_K."
+            )
     return Estimate(int(width), int(height), cells, size, seconds, tuple(warnings), refusal)
 
 

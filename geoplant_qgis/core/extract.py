@@ -61,7 +61,7 @@ class GridArea:
     extent_crs: str | None = None
     area: Sequence | None = None  # WKB / WKT / GeoJSON geometries
     area_crs: str | None = None
-    grid: Grid | None = field(default=None, init=False)
+    grid: Grid = field(init=False)
 
     def __post_init__(self):
         extent, extent_crs = self.extent, self.extent_crs
@@ -79,7 +79,7 @@ class GridArea:
     def blocks(self, cells_per_block: int) -> Iterator[Points]:
         """Cells (ids ``row * width + col``, centres) block by block, AREA-masked."""
         g = self.grid
-        for window in g.blocks(g.rows_for_cells(cells_per_block)):
+        for window in g.tiles(cells_per_block, max_rows=g.height, whole_rows=True):
             xs, ys = g.window_centres(window)
             rows = np.arange(window.row_off, window.row_off + window.height, dtype=np.int64)
             ids = (rows[:, None] * g.width + np.arange(g.width, dtype=np.int64)[None, :]).ravel()
@@ -177,8 +177,8 @@ def sample_environment(
     ``max_cells``: a grid of more cells is refused before anything is written, with the
     numbers (:func:`core.limits.check_grid`; default $GEOPLANT_MAX_CELLS, else 50,000,000);
     POINTS are not limited (they are already in memory)."""
-    from .engine import run_input_files
     from .files import Publication, check_outputs
+    from .predict.request import run_input_files
 
     progress = as_progress(progress)
     start = time.perf_counter()
@@ -191,6 +191,7 @@ def sample_environment(
     if points is None and grid is None:
         raise InputDataError("Give POINTS, or an EXTENT or an AREA to sample a grid under.")
     if points is None:
+        assert grid is not None
         _check_grid_limit(grid, max_cells, lambda cells: sample_costs(cells, len(names)), progress)
     final = os.path.abspath(os.fspath(output_csv))
     rows = complete = 0
@@ -210,6 +211,7 @@ def sample_environment(
                         points.crs,
                     )
         else:
+            assert grid is not None
             header = ["cellId", "x", "y", *names]
             crs = grid.grid.crs
             total = grid.grid.n_cells
@@ -279,7 +281,7 @@ def _write_patch(path, data, transform, crs, as_int16: bool, tree: PatchTree) ->
     if as_int16:
         array, dtype, nodata = np.where(np.isnan(data), -1, data).astype(np.int16), "int16", -1
     else:
-        array, dtype, nodata = data.astype(np.float32), "float32", float("nan")
+        array, dtype, nodata = data.astype(np.float32), "float32", float("nan")  # type: ignore[assignment]
     profile = dict(
         driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0], dtype=dtype,
         crs=parse_crs(crs), transform=transform, nodata=nodata, compress="lzw", interleave="pixel",
@@ -364,8 +366,9 @@ def extract_patches(
         raster_files = [path, *ds.files]  # a VRT's sources are inputs too
     if points is None and grid is None:
         raise InputDataError("Give POINTS, or an EXTENT or an AREA to cut patches under.")
-    patch_crs = grid.grid.crs if points is None else crs
+    patch_crs = grid.grid.crs if grid is not None and points is None else crs
     if points is None:
+        assert grid is not None
         value_bytes = 2 if ints else 4
         _check_grid_limit(
             grid, max_cells, lambda n: patch_costs(n, size, len(band_list), value_bytes), progress, True
@@ -381,6 +384,7 @@ def extract_patches(
         def requested(sid):
             return bool(np.any(ids == sid))
     else:
+        assert grid is not None
         n_cells = grid.grid.n_cells
 
         def requested(sid):
@@ -398,7 +402,7 @@ def extract_patches(
 
                 xs, ys = (np.asarray(v) for v in transform(points.crs, sampler.crs, xs, ys))
             total = points.ids.size
-            blocks = (
+            blocks: Iterator[Points] = (
                 Points(
                     points.ids[s : s + PATCH_BLOCK],
                     xs[s : s + PATCH_BLOCK],
@@ -408,6 +412,7 @@ def extract_patches(
                 for s in range(0, total, PATCH_BLOCK)
             )
         else:
+            assert grid is not None
             total = grid.grid.n_cells
             blocks = grid.blocks(PATCH_BLOCK)
         done = 0

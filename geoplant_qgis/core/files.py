@@ -379,7 +379,7 @@ def _ignores_case(folder: str) -> bool:
         return False
 
 
-def check_outputs(outputs: Mapping[str, object], inputs: Mapping[str, object] = ()) -> None:
+def check_outputs(outputs: Mapping[str, object], inputs: Mapping[str, object] | None = None) -> None:
     """Refuse a run whose outputs overlap its inputs or each other, before anything starts.
 
     ``outputs``: {label: path or list of paths}, the first path of each being the output and

@@ -10,23 +10,19 @@ builds the overviews and closes it, :meth:`publish` renames it (``os.replace``) 
 user's name together with its sidecar files (species CSV, QGIS style), :meth:`discard`
 deletes it. Used as a context manager, an exception discards.
 
-Also: the disk-space check (:func:`check_disk_space`, with the estimate in the message),
-the GeoTIFF band limit (:func:`check_band_count`), and the top-K sidecars
-(:func:`species_csv_text`, :func:`topk_style_qml`).
+Also: the disk-space check (:func:`check_disk_space`, with the estimate in the message)
+and the GeoTIFF band limit (:func:`check_band_count`). The top-K sidecars and the band
+naming are in :mod:`core.predict.outputs` (still importable from here).
 """
 
 from __future__ import annotations
 
-import colorsys
-import csv
 import functools
-import io
 import math
 import os
-import re
 import shutil
 from collections.abc import Iterable, Sequence
-from xml.sax.saxutils import quoteattr
+from typing import Any
 
 import numpy as np
 
@@ -38,20 +34,22 @@ TILE = 256
 #: memory for the row of tiles being filled (per writer)
 STRIP_BUFFER_BYTES = 96 * 1024 * 1024
 OVERVIEW_FACTOR = 4.0 / 3.0  # 1 + 1/4 + 1/16 + ...
-SPECIES_CSV_SUFFIX = "_species.csv"
-_BAND_SPECIES_ID = re.compile(r"\((-?\d+)\)\s*$")
+# the top-K sidecars and the band naming live with the output specs; importable from here too
+from .predict.outputs import (  # noqa: E402
+    SPECIES_CSV_SUFFIX,
+    probability_band_description,
+    species_csv_text,
+    species_id_of_band,
+    topk_style_qml,
+)
 
-
-def probability_band_description(name: str, species_id: int) -> str:
-    """The description of a probability band: "<name> (<id>)"."""
-    return f"{name} ({int(species_id)})"
-
-
-def species_id_of_band(description: str | None) -> int | None:
-    """The species id of a probability band's description (:func:`probability_band_description`),
-    or None when the description is not one."""
-    match = _BAND_SPECIES_ID.search(description or "")
-    return int(match.group(1)) if match else None
+__all__ = [
+    "SPECIES_CSV_SUFFIX",
+    "probability_band_description",
+    "species_csv_text",
+    "species_id_of_band",
+    "topk_style_qml",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,9 +118,10 @@ def check_disk_space(requests: Iterable[tuple[str, int]], free_bytes=None) -> No
     folder -> free bytes (tests); default ``shutil.disk_usage``.
     """
     free_of = free_bytes or (lambda folder: shutil.disk_usage(folder).free)
-    by_device: dict[object, list] = {}
+    by_device: dict[object, list[Any]] = {}
     for path, nbytes in requests:
         folder = _existing_folder(path)
+        device: object
         try:
             device = os.stat(folder).st_dev
         except OSError:
@@ -139,68 +138,6 @@ def check_disk_space(requests: Iterable[tuple[str, int]], free_bytes=None) -> No
                 f"{format_bytes(free)} are free. Choose a smaller area, a larger cell size, fewer "
                 f"species or outputs, or another folder."
             )
-
-
-def species_csv_text(species: Sequence[tuple[int, str]]) -> str:
-    """The id -> name table written next to the top-K raster."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "name"])
-    for sid, name in species:
-        writer.writerow([int(sid), name])
-    return buffer.getvalue()
-
-
-def _colour(i: int) -> str:
-    """Distinct colours: golden-ratio hues, two lightness levels."""
-    hue = (i * 0.618033988749895) % 1.0
-    light = 0.45 if i % 2 == 0 else 0.6
-    r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
-    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
-
-
-def topk_style_qml(species: Sequence[tuple[int, str]], band: int = 1) -> str:
-    """A QGIS style (paletted renderer on ``band``) labelling each species id with its name.
-
-    Plain QML text, no qgis import; QGIS loads ``<raster name>.qml`` as the layer's default
-    style.
-    """
-    entries = "\n".join(
-        f"        <paletteEntry value={quoteattr(str(int(sid)))} color={quoteattr(_colour(i))} "
-        f'alpha="255" label={quoteattr(f"{name} ({int(sid)})")}/>'
-        for i, (sid, name) in enumerate(species)
-    )
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="AllStyleCategories">
-  <pipe>
-    <provider>
-      <resampling enabled="false" zoomedInResamplingMethod="nearestNeighbour"
-        zoomedOutResamplingMethod="nearestNeighbour" maxOversampling="2"/>
-    </provider>
-    <rasterrenderer type="paletted" band="{int(band)}" opacity="1" alphaBand="-1" nodataColor="">
-      <rasterTransparency/>
-      <minMaxOrigin>
-        <limits>None</limits>
-        <extent>WholeRaster</extent>
-        <statAccuracy>Estimated</statAccuracy>
-        <cumulativeCutLower>0.02</cumulativeCutLower>
-        <cumulativeCutUpper>0.98</cumulativeCutUpper>
-        <stdDevFactor>2</stdDevFactor>
-      </minMaxOrigin>
-      <colorPalette>
-{entries}
-      </colorPalette>
-      <colorramp type="randomcolors" name="[source]"/>
-    </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128"
-      colorizeStrength="100" grayscaleMode="0" saturation="0"/>
-    <rasterresampler maxOversampling="2"/>
-    <resamplingStage>resamplingFilter</resamplingStage>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
 
 
 def overview_factors(width: int, height: int, smallest: int = 128) -> list[int]:
@@ -302,9 +239,9 @@ class GeoTiffWriter:
         while tile_h > 16 and row_bytes * tile_h > buffer_bytes:
             tile_h //= 2
         self.tile_h = tile_h
-        self._buffer = None
+        self._buffer: np.ndarray | None = None
         self._strip = 0  # first row of the strip in the buffer
-        self._dataset = None
+        self._dataset: Any = None  # a rasterio dataset while open
         self._state = "new"  # new -> open -> finished -> published | discarded
         self._staged: list[str] = []  # sidecars' temporary files (removed by discard)
 

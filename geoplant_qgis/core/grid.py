@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +53,21 @@ def projected_crs(crs, what: str = "grid CRS") -> CRS:
             f"The {what} {crs} measures in {units}, not metres: choose a CRS in metres such as EPSG:3035."
         )
     return parsed
+
+
+def outline(bounds: Sequence[float], points_per_side: int = 65) -> tuple[np.ndarray, np.ndarray]:
+    """The densified outline of ``bounds`` (left, bottom, right, top): ``points_per_side``
+    points on each side, clockwise from the north-west corner, as (xs, ys). The one
+    densifier: transforming these points bounds a rectangle's image in another CRS."""
+    left, bottom, right, top = (float(v) for v in bounds)
+    t = np.linspace(0.0, 1.0, max(2, int(points_per_side)))
+    xs = np.concatenate(
+        [left + (right - left) * t, np.full_like(t, right), right - (right - left) * t, np.full_like(t, left)]
+    )
+    ys = np.concatenate(
+        [np.full_like(t, top), top - (top - bottom) * t, np.full_like(t, bottom), bottom + (top - bottom) * t]
+    )
+    return xs, ys
 
 
 @dataclass(frozen=True)
@@ -108,15 +123,49 @@ class Grid:
     def window_transform(self, window: Window) -> Affine:
         return self.transform * Affine.translation(window.col_off, window.row_off)
 
+    def tiles(self, cells: int, max_rows: int = 256, whole_rows: bool = False) -> list[Window]:
+        """This grid cut into windows of about ``cells`` cells (:func:`tiles`)."""
+        return tiles(self.height, self.width, cells, max_rows, whole_rows)
+
     def blocks(self, rows_per_block: int) -> Iterator[Window]:
         """Full-width bands of ``rows_per_block`` rows (the last one shorter), north to south."""
-        rows_per_block = max(1, int(rows_per_block))
-        for row in range(0, self.height, rows_per_block):
-            yield Window(0, row, self.width, min(rows_per_block, self.height - row))
+        rows = max(1, int(rows_per_block))
+        yield from tiles(self.height, self.width, rows * self.width, rows, whole_rows=True)
 
     def rows_for_cells(self, cells_per_block: int) -> int:
         """How many full rows hold about ``cells_per_block`` cells (at least one)."""
         return max(1, int(cells_per_block) // max(1, self.width))
+
+
+def tiles(height: int, width: int, cells: int, max_rows: int = 256, whole_rows: bool = False) -> list[Window]:
+    """The one tiling of a grid of ``height`` x ``width`` cells: windows of about ``cells``
+    cells in row order, covering it once.
+
+    ``whole_rows``: full-width bands of ``cells // width`` rows (at most ``max_rows``; at
+    least one), for outputs written row after row. Otherwise near-square tiles: a patch
+    model reads and warps a window of the block plus half a patch on every side, which for
+    a one-row strip is several times the block itself. Their height is a power of two no
+    larger than ``max_rows`` (a writer's strip height, also a power of two), so a row of
+    tiles never straddles two of the writer's strips.
+    """
+    cells = max(1, int(cells))
+    height, width = int(height), int(width)
+    if whole_rows:
+        rows = max(1, min(int(max_rows), cells // max(1, width)))
+        cols = width
+    else:
+        rows = 1
+        while rows * 2 <= min(math.isqrt(cells), max_rows):
+            rows *= 2
+        cols = min(width, max(1, cells // min(rows, max(1, height))))
+        if cols == width:  # the whole width fits: use the budget for more rows
+            while rows * 2 <= max_rows and rows * 2 * width <= cells:
+                rows *= 2
+    return [
+        Window(c, r, min(cols, width - c), min(rows, height - r))
+        for r in range(0, height, rows)
+        for c in range(0, width, cols)
+    ]
 
 
 def make_grid(extent, extent_crs=None, crs="EPSG:3035", cell_size: float = 100.0) -> Grid:

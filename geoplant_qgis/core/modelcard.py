@@ -13,6 +13,7 @@ import math
 import os
 import reprlib
 from dataclasses import dataclass
+from typing import NoReturn, TypeGuard
 
 import numpy as np
 
@@ -58,15 +59,15 @@ def shown(value) -> str:
     return shorten(_REPR.repr(value))
 
 
-def _fail(path: str, message: str):
+def _fail(path: str, message: str) -> NoReturn:
     raise ModelCardError(f"Invalid model card: '{shorten(path)}' {message} (see {CONTRACT_DOC}).")
 
 
-def _is_number(value) -> bool:
+def _is_number(value) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value) -> bool:
+def _is_int(value) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -139,7 +140,9 @@ class InputSpec:
         if self.kind == "point":
             return (n, len(self.variables))
         if self.kind == "patch":
+            assert self.size is not None  # a patch input has a size (from_dict checks it)
             return (n, len(self.bands), self.size, self.size)
+        assert self.shape is not None  # a cube input has a shape (from_dict checks it)
         return (n, *self.shape)
 
     def _stat(self, values: tuple[float, ...], default: float, ndim: int) -> np.ndarray | float:
@@ -149,7 +152,7 @@ class InputSpec:
         stat = np.asarray(values, dtype=np.float32)
         if stat.size == 1:
             return stat.reshape(())
-        if self.kind == "cube" and stat.size == len(self.variables) and ndim > 2:
+        if self.kind == "cube" and self.shape is not None and stat.size == len(self.variables) and ndim > 2:
             return stat.reshape(self.shape)  # one per variable, over [N, *shape]
         # one per channel (point variable, patch band, cube first axis, or flat cube row)
         return stat.reshape((stat.size,) + (1,) * max(ndim - 2, 0))
@@ -261,9 +264,9 @@ class InputSpec:
         if not _is_number(scale) or scale == 0:
             _fail(f"{p}scale", f"must be a non-zero number, not {shown(scale)}")
         allowed = {1, channels}
-        if kind == "cube":
+        if kind == "cube" and shape is not None:
             allowed.add(shape[0])
-        stats = {}
+        stats: dict[str, tuple[float, ...]] = {}
         for key in ("mean", "std"):
             value = d.get(key)
             if value is None:
@@ -311,7 +314,7 @@ class InputSpec:
         if self.kind == "patch":
             d.update(bands=list(self.bands), size=self.size, pixel_size_m=self.pixel_size_m)
         elif self.kind == "cube":
-            d.update(shape=list(self.shape), variables=list(self.variables))
+            d.update(shape=list(self.shape or ()), variables=list(self.variables))
         else:
             d["variables"] = list(self.variables)
         if self.scale != 1.0:
@@ -622,7 +625,7 @@ def embed_model_card(onnx_model_proto, card):
     Replaces an existing ``geoplant`` entry; returns the proto. Tools and tests only:
     needs the ``onnx`` package.
     """
-    import onnx  # noqa: F401  (tools/test dependency; imported lazily)
+    import onnx  # noqa: F401  (imported lazily: loading the plugin does not import it)
 
     text = card.to_json() if isinstance(card, ModelCard) else json.dumps(card)
     props = onnx_model_proto.metadata_props

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 from rasterio.enums import MaskFlags
 from rasterio.transform import Affine
 from rasterio.warp import transform
 from rasterio.windows import Window
 
 from .errors import InputDataError
-from .grid import parse_crs, projected_crs
+from .grid import outline, parse_crs, projected_crs
 from .sources import BandRef
 
 #: largest source window (pixels x bands) read at once; bigger spans are read tile by tile
@@ -125,7 +127,7 @@ class _Source:
             return out
         span = (int(rows.max() - rows.min()) + 1) * (int(cols.max() - cols.min()) + 1) * len(self.bands)
         if span <= MAX_WINDOW_VALUES:
-            groups = [slice(None)]
+            groups: list = [slice(None)]
         else:
             tile = max(1, int(math.sqrt(MAX_WINDOW_VALUES / len(self.bands))))
             groups = _tile_groups(rows.astype(np.float64), cols.astype(np.float64), tile)
@@ -182,14 +184,7 @@ def _transform_bounds(src_crs, dst_crs, bounds, densify: int = 21):
 
     Same result as ``rasterio.warp.transform_bounds`` for regional extents, but about 30 times
     faster here (rasterio 1.3's version costs ~35 ms a call to a UTM zone)."""
-    left, bottom, right, top = bounds
-    t = np.linspace(0.0, 1.0, densify + 2)
-    xs = np.concatenate(
-        [left + (right - left) * t, np.full_like(t, right), right - (right - left) * t, np.full_like(t, left)]
-    )
-    ys = np.concatenate(
-        [np.full_like(t, top), top - (top - bottom) * t, np.full_like(t, bottom), bottom + (top - bottom) * t]
-    )
+    xs, ys = outline(bounds, densify + 2)
     tx, ty = (np.asarray(v, dtype=np.float64) for v in transform(src_crs, dst_crs, xs, ys))
     ok = np.isfinite(tx) & np.isfinite(ty)
     if not ok.any():
@@ -379,7 +374,7 @@ class Patches:
         else:
             dest = np.cumsum(which) - 1
             count = int(dest[-1]) + 1 if self.n else 0
-        plan = []
+        plan: list[tuple] = []
         for piece in self._pieces:
             idx = piece[0]
             sel = slice(None) if which is None else which[idx]
@@ -443,7 +438,8 @@ class PatchSelection:
 def _copy_runs(out, where, fine, rows, cols, p) -> None:
     """``out[where[i]] = fine[:, rows[i]:+p, cols[i]:+p]``, runs of patches on one grid row
     (a row of cells) with one strided copy each."""
-    windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))
+    # numpy's stubs take one axis only; a tuple of axes is documented and works
+    windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))  # type: ignore[call-overload]
     windows = windows.transpose(1, 2, 0, 3, 4)  # [H', W', C, P, P], a view
     # runs: same grid row, consecutive destinations, evenly spaced columns
     step = np.diff(cols)
@@ -458,6 +454,27 @@ def _copy_runs(out, where, fine, rows, cols, p) -> None:
         d = int(cols[a + 1] - cols[a])  # one step through the run (a step change breaks it)
         view = windows[rows[a], int(cols[a]) : int(cols[b - 1]) + 1 : d]
         np.copyto(out[where[a] : where[a] + (b - a)], view)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Where one source file of a sampler has pixels (for skipping cells none reaches)."""
+
+    path: str
+    crs: CRS
+    #: the source is in the sampler's CRS (no transformation needed)
+    same_crs: bool
+    #: (left, bottom, right, top) of the raster's corners, in its CRS
+    bounds: tuple[float, float, float, float]
+    inverse: Affine
+    width: int
+    height: int
+
+    def contains(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """bool: which points (in the source's CRS) fall on one of its pixels."""
+        c, r = self.inverse * (xs, ys)
+        with np.errstate(invalid="ignore"):
+            return (c >= 0) & (c < self.width) & (r >= 0) & (r < self.height)
 
 
 class _Sampler:
@@ -491,6 +508,20 @@ class _Sampler:
             self.close()
             raise
         self._same_crs = [s.crs == self.crs for s in self.sources]
+
+    def footprints(self) -> list[Footprint]:
+        """Where each source file (in :attr:`sources` order) has pixels."""
+        result = []
+        for source, same in zip(self.sources, self._same_crs, strict=True):
+            cx, cy = source.transform * (
+                np.array([0, source.width, 0, source.width], dtype=np.float64),
+                np.array([0, 0, source.height, source.height], dtype=np.float64),
+            )
+            bounds = (float(cx.min()), float(cy.min()), float(cx.max()), float(cy.max()))
+            result.append(
+                Footprint(source.path, source.crs, same, bounds, source.inverse, source.width, source.height)
+            )
+        return result
 
     def _to_sources(self, xs, ys):
         """Points in each source's CRS, transformed once per distinct CRS."""

@@ -250,7 +250,7 @@ def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None
             resolved[name] = ref
     if missing:
         available = []
-        for path, descriptions in catalogue:
+        for path, descriptions in catalogue or []:
             named = [d for d in descriptions if d]
             if named:
                 available.append(f"{os.path.basename(path)} (bands: {', '.join(named)})")

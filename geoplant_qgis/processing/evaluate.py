@@ -247,11 +247,13 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             model = self.parameterAsFile(parameters, "MODEL", context)
             if not model:
                 raise InputDataError("Give PREDICTIONS (probability rasters) or a MODEL with its RASTERS.")
-            from ..dependencies import install_hint, missing_dependencies
+            from ..dependencies import MODEL_RUN_DEPENDENCIES, install_hint, missing_dependencies
 
-            missing = missing_dependencies(("onnxruntime",))
+            missing = missing_dependencies(MODEL_RUN_DEPENDENCIES)
             if missing:
-                raise MissingDependencyError("Running a MODEL needs onnxruntime. " + install_hint(missing))
+                raise MissingDependencyError(
+                    "Running a MODEL needs onnxruntime and onnx. " + install_hint(missing)
+                )
             rasters = raster_paths(self, parameters, context, "RASTERS")
             if not rasters and not mapping:
                 raise InputDataError(

@@ -1,9 +1,11 @@
-"""``geoplant:predict``: a thin adapter from Processing parameters to ``core.engine.predict``.
+"""``geoplant:predict``: Processing parameters -> one ``core.predict.PredictRequest``, run.
 
-Layers become file paths, the AREA's features WKB geometries in the layer's CRS, the
-EXTENT a tuple and its CRS (all read here, in the algorithm's thread); core receives only
-plain data. Loaded results get a style: richness a continuous ramp, probabilities a 0-1
-ramp, top-K the QGIS style written next to it (species names as labels).
+Layers become file paths, the AREA's features WKB geometries in the layer's CRS (an
+``Area``), the EXTENT an ``Extent`` (all read here, in the algorithm's thread); MAPPING
+keeps its text forms for ``qgis_process`` users. Every rule (EXTENT or AREA, at least one
+output, ranges...) is checked by ``PredictRequest.build``, once. Loaded results get a
+style: richness a continuous ramp, probabilities a 0-1 ramp, top-K the QGIS style written
+next to it (``core.predict.outputs.topk_palette``, species names as labels).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _output_style(key: str, path: str):
 class PredictAlgorithm(GeoPlantAlgorithm):
     ALGORITHM_ID = "predict"
     DISPLAY_NAME = "Predict species distributions"
-    REQUIRES = ("onnxruntime",)
+    REQUIRES = ("onnxruntime", "onnx", "google.protobuf")  # dependencies.MODEL_RUN_DEPENDENCIES
     HELP = (
         "Runs a GeoPlant ONNX model (with its geoplant-onnx/1 card) over every cell of a grid and "
         "writes GeoTIFFs.\n\n"
@@ -140,25 +142,15 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Seconds")))
 
     def execute(self, parameters, context, feedback, progress):
-        from ..core.engine import predict
+        """The parameters read into one :class:`core.predict.PredictRequest` (checked there,
+        once), then run."""
+        from ..core.predict import Area, Extent, PredictRequest, run
 
         model = self.parameterAsFile(parameters, "MODEL", context)
         if not model:
             raise QgsProcessingException("Choose a MODEL (.onnx file with a geoplant card).")
-        rasters = raster_paths(self, parameters, context, "RASTERS")
-        mapping = self.parameterAsString(parameters, "MAPPING", context) or None
-
         extent, extent_crs = read_extent(self, parameters, context)
         area, area_crs = read_area(self, parameters, context, feedback)
-        if extent is None and area is None:
-            raise QgsProcessingException("Give an EXTENT or an AREA to predict over.")
-
-        crs = read_crs(self, parameters, context)
-        cell_size = read_number(self, parameters, "CELL_SIZE", context)
-        threshold = read_number(self, parameters, "THRESHOLD", context)
-        top_k = read_number(self, parameters, "TOP_K", context, default=0)
-        species = self.parameterAsString(parameters, "SPECIES", context) or None
-
         paths = {}
         for name, key, _ in OUTPUTS:
             if not given(parameters, name):
@@ -169,31 +161,22 @@ class PredictAlgorithm(GeoPlantAlgorithm):
             if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
                 raise QgsProcessingException(f"{name} must be a GeoTIFF (.tif) file, not {path}.")
             paths[key] = path
-        if not paths:
-            raise QgsProcessingException(
-                "No output requested: set at least one of OUTPUT_RICHNESS, OUTPUT_TOPK, OUTPUT_PROBABILITIES."
-            )
-
-        result = predict(
+        request = PredictRequest.build(
             model,
-            rasters,
-            mapping=mapping,
-            extent=extent,
-            extent_crs=extent_crs,
-            area=area,
-            area_crs=area_crs,
-            crs=crs,
-            cell_size=cell_size,
-            top_k=top_k,
-            species=species,
-            threshold=threshold,
-            output_richness=paths.get("richness"),
-            output_topk=paths.get("topk"),
-            output_probabilities=paths.get("probabilities"),
-            progress=progress,
+            raster_paths(self, parameters, context, "RASTERS"),
+            mapping=self.parameterAsString(parameters, "MAPPING", context) or None,  # its text forms
+            extent=None if extent is None else Extent(*extent, extent_crs),
+            area=None if area is None else Area(tuple(area), area_crs),
+            crs=read_crs(self, parameters, context),
+            cell_size=read_number(self, parameters, "CELL_SIZE", context),
+            top_k=read_number(self, parameters, "TOP_K", context, default=0),
+            species=self.parameterAsString(parameters, "SPECIES", context) or None,
+            threshold=read_number(self, parameters, "THRESHOLD", context),
+            outputs=paths,
             input_files={"AREA": layer_file(self, parameters, context, "AREA")},
             max_cells=read_max_cells(self, parameters, context),
         )
+        result = run(request, progress)
 
         outputs = {"CELLS": result.cells, "VALID_CELLS": result.valid_cells, "SECONDS": result.seconds}
         for name, key, label in OUTPUTS:

@@ -5,6 +5,7 @@ Small functions other algorithms and the dock can reuse:
 ``style_true_colour(layer)`` (bands 1, 2, 3 as red, green, blue, 2-98 % stretch),
 ``style_richness(layer)`` / ``style_probability(layer, band)`` (continuous ramps with
 legends in species / probability), ``pseudocolor(...)`` under both,
+``style_topk(layer, species)`` (the one top-K palette, ``core.predict.outputs.topk_palette``),
 ``StylePostProcessor.create(style_function)`` for ``LayerDetails.setPostProcessor``.
 """
 
@@ -21,6 +22,7 @@ from qgis.core import (
     QgsGraduatedSymbolRenderer,
     QgsMarkerSymbol,
     QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
     QgsProcessingLayerPostProcessorInterface,
     QgsRasterBandStats,
     QgsRasterLayer,
@@ -106,6 +108,20 @@ def style_probability(layer, band=1):
         classes=6,
         decimals=2,
     )
+
+
+def style_topk(layer: QgsRasterLayer, species, band: int = 1) -> None:
+    """The top-K raster's paletted style: species ids coloured and labelled by
+    ``core.predict.outputs.topk_palette`` (``species``: [(id, name)] in card order), the
+    same palette as the ``.qml`` written next to the raster."""
+    from ..core.predict.outputs import topk_palette
+
+    classes = [
+        QgsPalettedRasterRenderer.Class(sid, QColor(colour), label)
+        for sid, colour, label in topk_palette(species)
+    ]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), int(band), classes))
+    layer.triggerRepaint()
 
 
 def style_survey_points(layer: QgsVectorLayer, field: str = RICHNESS_FIELD, classes: int = 5) -> bool:

@@ -59,7 +59,7 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
         )
         progress.warning(f"{name}: skipped {len(bad)} row(s) without a valid surveyId. Examples: {examples}")
     values = {}
-    problems, examples = 0, []
+    problems, bad_values = 0, list[str]()
     for column in raw.columns:
         if column == ID_COLUMN:
             continue
@@ -67,13 +67,13 @@ def read_env_values(path, progress=None) -> pd.DataFrame:
         bad &= good_id
         if bad.any():
             problems += int(bad.sum())
-            for i in np.flatnonzero(bad)[: MAX_EXAMPLES - len(examples)]:
-                examples.append(f"line {lines[i]}: {column} is {raw[column].iloc[i]!r}")
+            for i in np.flatnonzero(bad)[: MAX_EXAMPLES - len(bad_values)]:
+                bad_values.append(f"line {lines[i]}: {column} is {raw[column].iloc[i]!r}")
         values[column] = numbers[good_id]
     if problems:
         progress.warning(
             f"{name}: {problems} value(s) are text, not numbers; read as empty. "
-            f"Examples: {'; '.join(examples)}"
+            f"Examples: {'; '.join(bad_values)}"
         )
     frame = pd.DataFrame(values, index=pd.Index(ids[good_id].astype(np.int64), name=ID_COLUMN))
     duplicated = frame.index.duplicated(keep="first")

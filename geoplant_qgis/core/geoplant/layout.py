@@ -221,7 +221,8 @@ class PatchTree:
             return
         probe = os.path.realpath(folder)
         while True:
-            found = self._folders.get(_key(probe))
+            key = _key(probe)
+            found = self._folders.get(key) if key is not None else None
             if found is not None:
                 where = f"{self.label} ({folder})"
                 if folder != self.root:

@@ -179,9 +179,9 @@ def _exact_integers(text: pd.Series, rows: np.ndarray):
         if number != number.to_integral_value():
             whole[k] = False
             continue
-        number = int(number)
-        if INT64_MIN <= number <= INT64_MAX:
-            values[k], in_range[k] = number, True
+        integer = int(number)
+        if INT64_MIN <= integer <= INT64_MAX:
+            values[k], in_range[k] = integer, True
     return values, in_range, whole
 
 
@@ -395,7 +395,7 @@ def read_observations(
             fields = np.concatenate([part[1] for part in parts]) if len(parts) > 1 else parts[0][1]
             empty = np.concatenate([part[2] for part in parts]) if len(parts) > 1 else parts[0][2]
             try:
-                raws = [_parse(*part, header) for part in parts]
+                raws = [_parse(piece, fields_, empty_, header) for piece, fields_, empty_ in parts]
             except UnicodeDecodeError:
                 raise InputDataError(f"{name} is not UTF-8 text near line {next_line}.") from None
             except (pd.errors.ParserError, ValueError):  # pragma: no cover - lines counted above
@@ -491,7 +491,8 @@ def _read_rest_csv(path, offset, first_line, header, chunksize, progress, bounds
     name = os.path.basename(os.fspath(path))
     width = len(header)
     size = max(os.path.getsize(path), 1)
-    rows, lines = [], []
+    rows: list = []
+    lines: list = []
 
     def chunk():
         raw = pd.DataFrame(rows, columns=header, dtype=object)

@@ -18,6 +18,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class GeoPatch:
     """A georeferenced 4-band patch: ``data`` int16 [4, H, W] in red, green, blue, nir order."""
 
     data: np.ndarray
-    transform: object  # affine.Affine
+    transform: Any  # affine.Affine
     crs: object  # rasterio.crs.CRS
     nodata: float | None = None
 
