@@ -16,7 +16,7 @@ QGIS_PROFILE ?= default
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: help setup system-packages venv resources build install uninstall package test \
-        lint demo bench train clean test-core
+        lint demo bench bench-mme train clean test-core
 
 help:
 	@echo "make setup     system packages (apt) + .venv with pinned requirements"
@@ -27,6 +27,7 @@ help:
 	@echo "make test-core the core tests where qgis and PyQt5 cannot be imported (.venv-core)"
 	@echo "make lint      ruff + mypy on geoplant_qgis/core"
 	@echo "make bench     speed and memory benchmarks"
+	@echo "make bench-mme the GeoPlant MME at full size on this CPU (bench/bench_mme.py)"
 	@echo "make train     regenerate the demo world and retrain the bundled model (PyTorch)"
 
 setup: system-packages venv resources
@@ -111,6 +112,11 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# GeoPlant's multimodal ensemble at full size (11,255 species; needs PyTorch for the one-time
+# export): bench/bench_mme.py, numbers in bench/README.md
+bench-mme: setup
+	$(PY) bench/bench_mme.py
 
 # Retrains geoplant_qgis/models/geoplant_demo.onnx (seeded, reproducible). PyTorch is a tool
 # dependency only: the plugin never imports it.

@@ -36,6 +36,9 @@ def test_modelinfo_outputs_the_card(geoplant_provider, tmp_path):
     assert "scale 0.5" in text
     assert "Input 'clim': cube 2 x 3; 6 variables: a, b, c, d, e, f" in text
     assert "Default grid: EPSG:3035, cells of 100 m" in text
+    listing = json.loads(result["INPUTS_JSON"])
+    assert [x["name"] for x in listing] == ["env", "s2", "clim"]
+    assert listing[2]["variables"] == list("abcdef") and listing[1]["preprocess"][0]["op"] == "scale"
     # without OUTPUT_JSON: the string output only, no file written
     again = run({"MODEL": str(model)})
     assert again["CARD_JSON"] == result["CARD_JSON"]

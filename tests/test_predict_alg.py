@@ -45,12 +45,15 @@ def test_registered_with_its_parameters(geoplant_provider):
         "CRS",
         "CELL_SIZE",
         "TOP_K",
+        "TOPK_MODE",
+        "TOPK_MARGIN",
         "SPECIES",
         "THRESHOLD",
         "OUTPUT_RICHNESS",
         "OUTPUT_TOPK",
         "OUTPUT_PROBABILITIES",
         "MAX_CELLS",
+        "DEVICE",
     ]
     assert alg.parameterDefinition("TOP_K").defaultValue() == 25
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 import test_engine
-from test_engine import EXTENT, POINT_INPUT, B, W, make_model
+from test_engine import EXTENT, POINT_INPUT, B, CancelAfter, Recorder, W, make_model
 
 from geoplant_qgis.core import geotiff, modelcard
 from geoplant_qgis.core.errors import (
@@ -21,7 +21,6 @@ from geoplant_qgis.core.errors import (
 from geoplant_qgis.core.predict import Area, Extent, PredictRequest, run
 from geoplant_qgis.core.predict.inference import Pipeline
 from geoplant_qgis.core.predict.outputs import species_id_of_band, topk_palette, topk_style_qml
-from geoplant_qgis.core.progress import Progress
 
 climate = test_engine.climate
 
@@ -163,25 +162,6 @@ def test_one_topk_palette_for_the_qml_and_the_styles():
 
 
 # --- the runner -----------------------------------------------------------------------
-
-
-class Recorder(Progress):
-    def __init__(self):
-        self.warnings = []
-
-    def warning(self, message):
-        self.warnings.append(message)
-
-
-class CancelAfter(Progress):
-    def __init__(self, blocks):
-        self.blocks, self.calls = blocks, 0
-
-    def set_progress(self, percent):
-        self.calls += 1
-
-    def is_cancelled(self):
-        return self.calls >= self.blocks
 
 
 @pytest.mark.timeout(60)

@@ -61,6 +61,7 @@ def world(tmp_path, climate):
         "band7": str(band7),
         "band_x": str(band_x),
         "file_as_folder": str(a_file / "r.tif"),
+        "file_as_folder_csv": str(a_file / "r.csv"),
         "surveys": str(surveys),
         "out": out,
     }
@@ -162,7 +163,8 @@ CASES = [
     ("sampleenvironment", {"CRS": "EPSG:999999"}, ["CRS", "EPSG:999999"]),
     ("sampleenvironment", {"EXTENT": "1,1,2,3 [EPSG:3035]"}, ["EXTENT", "vertical line"]),
     ("sampleenvironment", {"MAPPING": "{binary}"}, ["MAPPING", "UTF-8"]),
-    ("sampleenvironment", {"OUTPUT": "{file_as_folder}"}, ["a_file.txt"]),
+    ("sampleenvironment", {"OUTPUT": "{file_as_folder_csv}"}, ["a_file.txt"]),
+    ("sampleenvironment", {"OUTPUT": "{file_as_folder}"}, ["r.tif", ".csv"]),
     # extractpatches
     ("extractpatches", {"SIZE": 0}, ["SIZE", "from 1 to 4,096"]),
     ("extractpatches", {"SIZE": 5000}, ["SIZE", "5000"]),

@@ -473,7 +473,7 @@ def test_observations_same_rows_whatever_the_block_size(tmp_path, monkeypatch, e
     assert stats.rows == 39 and stats.malformed == 3 and len(expected) == 36
     assert expected.loc[19, "surveyId"] == 1
     for block in (37, 64, 1000):
-        monkeypatch.setattr(observations, "BLOCK_BYTES", block)
+        monkeypatch.setattr(observations.reader, "BLOCK_BYTES", block)
         for chunksize in (3, 100_000):
             frame, got_stats, got_warnings = read(chunksize)
             pd.testing.assert_frame_equal(frame, expected)

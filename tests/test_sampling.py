@@ -10,7 +10,7 @@ import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from geoplant_qgis.core import sampling
+from geoplant_qgis.core import sampling, warp
 from geoplant_qgis.core.errors import InputDataError
 from geoplant_qgis.core.sampling import PatchSampler, PointSampler
 from geoplant_qgis.core.sources import BandRef
@@ -461,7 +461,7 @@ def test_source_pixels_equal_a_transform_of_every_pixel(
     within 1e-6 pixel of an edge); pixels outside the source are -1."""
     from rasterio.transform import from_origin as origin
 
-    monkeypatch.setattr(sampling, "WARP_LATTICE", lattice)
+    monkeypatch.setattr(warp, "WARP_LATTICE", lattice)
     x0, y0 = centre_3035
     dst_shape, dst_transform = (301, 257), origin(x0 - 3100.0, y0 + 2900.0, 10.0, 10.0)
     rows, cols = sampling.source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, GRID_CRS)
@@ -482,7 +482,7 @@ def test_source_pixels_on_edges_and_without_a_lattice(centre_3035, monkeypatch):
     src_transform = from_origin(x0 - 1005.0, y0 + 1005.0, 10.0, 10.0)  # edges at the centres below
     dst_transform = from_origin(x0 - 1000.0, y0 + 1000.0, 10.0, 10.0)
     got = sampling.source_pixels(src_transform, GRID_CRS, (250, 250), (180, 190), dst_transform, GRID_CRS)
-    monkeypatch.setattr(sampling, "WARP_MAX_ERROR", -1.0)  # every pixel transformed exactly
+    monkeypatch.setattr(warp, "WARP_MAX_ERROR", -1.0)  # every pixel transformed exactly
     exact = sampling.source_pixels(src_transform, GRID_CRS, (250, 250), (180, 190), dst_transform, GRID_CRS)
     np.testing.assert_array_equal(got[0], exact[0])
     np.testing.assert_array_equal(got[1], exact[1])
@@ -503,7 +503,7 @@ def test_warp_by_strips_equals_one_piece(centre_3035, monkeypatch):
     x0, y0 = centre_3035
     dst = origin(x0 - 2000.0, y0 + 1500.0, 10.0, 10.0)
     whole = sampling.warp_nearest(data, src, "EPSG:32631", (333, 401), dst, GRID_CRS)
-    monkeypatch.setattr(sampling, "WARP_STRIP_PIXELS", 5000)  # strips of 12 rows
+    monkeypatch.setattr(warp, "WARP_STRIP_PIXELS", 5000)  # strips of 12 rows
     strips = sampling.warp_nearest(data, src, "EPSG:32631", (333, 401), dst, GRID_CRS)
     np.testing.assert_array_equal(strips, whole)
     assert 0.05 < np.isnan(whole).mean() < 0.95
@@ -518,8 +518,8 @@ def test_source_pixels_error_bound_holds_for_conformal_pairs(monkeypatch, src_cr
     middle of a lattice cell and peaks at the middles of its edges (measured 5x the
     centre's): the bound must come from the edges. A coarse lattice (256 pixels: errors of
     ~1e-3 pixel) makes hundreds of pixels depend on it."""
-    monkeypatch.setattr(sampling, "WARP_LATTICE", 256)
-    monkeypatch.setattr(sampling, "WARP_MAX_ERROR", 0.05)  # keep the interpolated path
+    monkeypatch.setattr(warp, "WARP_LATTICE", 256)
+    monkeypatch.setattr(warp, "WARP_MAX_ERROR", 0.05)  # keep the interpolated path
     sx, sy = Transformer.from_crs("EPSG:4326", src_crs, always_xy=True).transform(lon, lat)
     x, y = Transformer.from_crs("EPSG:4326", dst_crs, always_xy=True).transform(lon, lat)
     src_transform, src_shape = from_origin(sx - 20000, sy + 20000, 7.3, 7.3), (5500, 5500)

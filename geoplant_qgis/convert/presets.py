@@ -2,11 +2,11 @@
 
 :data:`PRESETS` states, per preset and input, every step that turned raw data into the
 tensor the network was trained on, in order, with where each number comes from. The
-``geoplant-onnx/1`` card that :func:`card` emits carries what today's card can say (an
-affine normalisation, a NaN fill, cube variable names); :func:`proposed_card` adds the
-fields proposed for the engine (``preprocess`` steps, cube ``dimensions`` and
-``name_template``; see ``docs/real-models.md``). ``ModelCard.from_dict`` rejects those
-fields today, so only :func:`card` is embedded.
+``geoplant-onnx/1`` card that :func:`card` emits states all of it: each input's
+``preprocess`` steps (the engine applies them exactly, clip and power included) and, for a
+cube, its ``dimensions`` and ``name_template`` instead of 504 / 912 listed names
+(``docs/model-contract.md``). :func:`legacy_card` emits the older form (``fill``, ``mean``,
+``std``, listed ``variables``), which cannot state GLC24's clip and power.
 
 Sources (malpolon 2.1.2, ``malpolon/data/datasets/geolifeclef2024_pre_extracted.py``):
 NaN -> 0 for the cubes (``torch.nan_to_num``, lines 70 and 97) before the normalisation;
@@ -147,8 +147,8 @@ GLC24 = Preset(
     title="GeoPlant multimodal ensemble (GLC24 preprocessing)",
     description=(
         "malpolon's multimodal ensemble: Landsat cube [6,4,21], CHELSA monthly climate cube [4,19,12], "
-        "Sentinel-2 128 x 128 px at 10 m. Sentinel-2 values must be on GLC24's JPEG scale: L2A "
-        "reflectance clipped to 0..10000, divided by 10000, raised to 1/2.5, times 255."
+        "Sentinel-2 128 x 128 px at 10 m from an L2A reflectance mosaic (0..10000): the card's steps "
+        "put it on GLC24's JPEG scale (clipped to 0..10000, divided by 10000, raised to 1/2.5, times 255)."
     ),
     inputs=(
         _landsat(30.071, 24.860, f"{SOURCE}:472-473 train Normalize(30.071, 24.860)"),
@@ -220,6 +220,19 @@ def species_list(num_classes: int, names: dict[int, str] | None = None) -> list[
 
 
 def _input_card(x: InputPreset) -> dict:
+    """One card input with ``preprocess`` steps (and cube ``dimensions`` + ``name_template``)."""
+    d: dict = {"name": x.name, "kind": x.kind}
+    if x.kind == "cube":
+        d["shape"] = list(x.shape)
+        d["dimensions"] = [{"name": dim.name, "values": list(dim.values)} for dim in x.dimensions]
+        d["name_template"] = x.name_template
+    else:
+        d.update(bands=list(x.bands), size=x.size, pixel_size_m=x.pixel_size_m)
+    d["preprocess"] = [dict(s) for s in x.preprocess]
+    return d
+
+
+def _legacy_input_card(x: InputPreset) -> dict:
     d: dict = {"name": x.name, "kind": x.kind}
     if x.kind == "cube":
         d.update(shape=list(x.shape), variables=x.variables())
@@ -234,9 +247,14 @@ def _input_card(x: InputPreset) -> dict:
 
 
 def card(
-    preset: str, num_classes: int = mme.NUM_CLASSES, names: dict[int, str] | None = None, name: str = ""
+    preset: str,
+    num_classes: int = mme.NUM_CLASSES,
+    names: dict[int, str] | None = None,
+    name: str = "",
+    legacy: bool = False,
 ) -> dict:
-    """A ``geoplant-onnx/1`` card (valid today) for the MME with ``preset``'s inputs."""
+    """A ``geoplant-onnx/1`` card for the MME with ``preset``'s inputs and every
+    preprocessing step (``legacy``: the older fill/mean/std form, without clip and power)."""
     p = PRESETS[preset]
     if num_classes < 1:
         raise ValueError("num_classes must be positive")
@@ -247,25 +265,20 @@ def card(
         "citation": p.citation,
         "species": species_list(num_classes, names),
         "output": {"name": mme.OUTPUT_NAME, "activation": "sigmoid"},
-        "inputs": [_input_card(x) for x in p.inputs],
+        "inputs": [(_legacy_input_card if legacy else _input_card)(x) for x in p.inputs],
         "grid": {"crs": "EPSG:3035", "cell_size_m": 1000},
     }
 
 
 def proposed_card(preset: str, num_classes: int = mme.NUM_CLASSES, names=None, name: str = "") -> dict:
-    """:func:`card` with the proposed fields: each input's ``preprocess`` steps replace
-    ``fill``/``mean``/``std``; a cube gives ``dimensions`` and ``name_template`` instead of
-    its ``variables`` list. Not valid for ``ModelCard.from_dict`` today."""
-    d = card(preset, num_classes, names, name)
-    for entry, x in zip(d["inputs"], PRESETS[preset].inputs, strict=True):
-        for key in ("fill", "mean", "std"):
-            entry.pop(key, None)
-        if x.kind == "cube":
-            entry.pop("variables")
-            entry["dimensions"] = [{"name": dim.name, "values": list(dim.values)} for dim in x.dimensions]
-            entry["name_template"] = x.name_template
-        entry["preprocess"] = [dict(s) for s in x.preprocess]
-    return d
+    """:func:`card` (the proposal of ``docs/real-models.md`` is now the card's form)."""
+    return card(preset, num_classes, names, name)
+
+
+def legacy_card(preset: str, num_classes: int = mme.NUM_CLASSES, names=None, name: str = "") -> dict:
+    """:func:`card` in the older form (fill, mean, std, listed cube variables): no clip or
+    power, so a GLC24 model then needs its Sentinel-2 mosaic on the JPEG scale already."""
+    return card(preset, num_classes, names, name, legacy=True)
 
 
 def check_table() -> None:

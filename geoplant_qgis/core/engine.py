@@ -1,7 +1,8 @@
 """The prediction engine's keyword API: thin wrappers over the stages of :mod:`core.predict`.
 
 :func:`predict` builds a :class:`core.predict.PredictRequest` from its keywords and runs it
-(:func:`core.predict.run`); :func:`predict_points` is :func:`core.predict.points.predict_points`.
+(:func:`core.predict.run`); :func:`predict_points` (probabilities) and
+:func:`point_prediction` (probabilities, richness, top-K) are in :mod:`core.predict.points`.
 The names scripts, tools and tests import from here stay importable.
 """
 
@@ -31,7 +32,7 @@ from .predict.outputs import (
     TOPK_NODATA,
     topk_sidecars,
 )
-from .predict.points import predict_points
+from .predict.points import PointPrediction, point_prediction, predict_points
 from .predict.request import DEFAULT_CELL_SIZE, DEFAULT_CRS, run_input_files
 from .predict.runner import GDAL_CACHE_MB, OUTSIDE_WARNING, PredictResult
 
@@ -58,6 +59,9 @@ def predict(
     threads: int | None = None,
     input_files: Mapping[str, Any] | None = None,
     max_cells: float | None = None,
+    device: str | None = "auto",
+    topk_mode: str | None = "fixed",
+    topk_margin: int | None = 0,
 ) -> PredictResult:
     """Run the model over every cell of the grid and write the requested rasters.
 
@@ -66,7 +70,9 @@ def predict(
     :func:`core.predict.run`. ``extent``: (xmin, ymin, xmax, ymax) in ``extent_crs``;
     ``area``: polygon geometries in ``area_crs``; ``species``: ids or names of the
     probability bands; ``threshold``: richness counts p >= threshold; ``max_cells``: a
-    larger grid is refused before anything is opened.
+    larger grid is refused before anything is opened; ``device``: "auto", "cpu", "cuda",
+    ... (where the model runs; a missing GPU falls back to the CPU with a warning);
+    ``topk_mode`` "richness": each cell's K from its richness plus ``topk_margin`` (ranks after it -1).
     """
     request = PredictRequest.build(
         model_path,
@@ -86,6 +92,9 @@ def predict(
         threads=threads,
         input_files=input_files,
         max_cells=max_cells,
+        device=device,
+        topk_mode=topk_mode,
+        topk_margin=topk_margin,
     )
     return run(request, progress)
 
@@ -108,12 +117,14 @@ __all__ = [
     "PROBABILITY_NODATA",
     "PROBABILITY_TOLERANCE",
     "PendingRun",
+    "PointPrediction",
     "Pipeline",
     "PredictResult",
     "RICHNESS_NODATA",
     "TOPK_GROUP",
     "TOPK_NODATA",
     "default_block_cells",
+    "point_prediction",
     "predict",
     "predict_points",
     "run_input_files",

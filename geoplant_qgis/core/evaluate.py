@@ -83,6 +83,34 @@ def set_scores(true_lists, predicted_lists) -> dict:
     return {"tp": tp, "n_true": n_true, "n_pred": n_pred, "f1": f1.astype(np.float64), "recall": recall}
 
 
+def _check_margin(margin) -> int:
+    from .checks import MAX_TOP_K, number
+
+    return int(
+        number(
+            0 if margin is None else margin,
+            "TOPK_MARGIN",
+            minimum=-MAX_TOP_K,
+            maximum=MAX_TOP_K,
+            integer=True,
+            what="species added to each survey's rounded richness to make its K, e.g. 0 or 2",
+        )
+    )
+
+
+def richness_top_k(scores, k: int, margin: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """GeoPlant's "Top-K estimation": each row's top-K set with its own K, the row's
+    expected richness (the sum of its scores) rounded plus ``margin``, from 1 to ``k``
+    (:func:`.predict.outputs.richness_k`, predict's TOPK_MODE "richness"). Returns
+    ([column indices by decreasing score, one array per row], K per row)."""
+    from .predict.outputs import richness_k
+
+    scores = np.asarray(scores, dtype=np.float64)
+    top = top_k_indices(scores, k)
+    ks = richness_k(scores.sum(axis=1), _check_margin(margin), top.shape[1])
+    return [row[:n] for row, n in zip(top, ks.tolist(), strict=True)], ks
+
+
 def f1_at_k(true_lists, species_ids, scores, k: int = DEFAULT_K) -> float:
     """Samples-averaged F1 of the top-``k`` set (the GeoLifeCLEF metric)."""
     species_ids = np.asarray(species_ids, dtype=np.int64)
@@ -190,6 +218,11 @@ class Evaluation:
     unknown_species: int  # observed species the model does not know
     baseline: dict | None = None  # f1, recall, species (ids)
     extra: dict = field(default_factory=dict)
+    #: the same F1 / recall with each survey's K from its expected richness (richness_top_k)
+    topk_margin: int = 0
+    f1_richness: float = float("nan")
+    recall_richness: float = float("nan")
+    mean_richness_k: float = float("nan")
 
     def summary(self) -> dict:
         out = {
@@ -198,6 +231,10 @@ class Evaluation:
             "species": self.n_species,
             f"f1_at_{self.k}": self.f1,
             f"recall_at_{self.k}": self.recall,
+            "f1_at_richness_k": self.f1_richness,
+            "recall_at_richness_k": self.recall_richness,
+            "richness_k_margin": self.topk_margin,
+            "richness_k_mean": self.mean_richness_k,
             "auc_micro": self.auc_micro,
             "auc_macro": self.auc_macro,
             "auc_macro_species": self.auc_macro_species,
@@ -212,9 +249,19 @@ class Evaluation:
 
 
 def evaluate(
-    survey_ids, true_lists, species_ids, probabilities, k: int = DEFAULT_K, train_lists=None, n_bins: int = 10
+    survey_ids,
+    true_lists,
+    species_ids,
+    probabilities,
+    k: int = DEFAULT_K,
+    train_lists=None,
+    n_bins: int = 10,
+    topk_margin: int = 0,
 ) -> Evaluation:
     """All metrics of ``probabilities`` [N, S] (columns = ``species_ids``) at N surveys.
+
+    F1 and recall with the fixed ``k``, and side by side with each survey's K from its
+    expected richness plus ``topk_margin`` (:func:`richness_top_k`).
 
     Surveys whose row holds NaN (no data under them) are left out; it is an error when
     none is left.
@@ -233,6 +280,7 @@ def evaluate(
             f"and {probs.shape[0]} prediction rows."
         )
     k = _check_k(k)
+    topk_margin = _check_margin(topk_margin)
     valid = ~np.isnan(probs).any(axis=1)
     if not valid.any():
         raise InputDataError("No survey has predictions (all surveys fall on nodata or outside the rasters).")
@@ -242,6 +290,8 @@ def evaluate(
     true_sets = _as_id_sets(true_lists)
     top = species_ids[top_k_indices(probs, k)]
     scores = set_scores(true_sets, list(top))
+    richness_columns, richness_ks = richness_top_k(probs, k, topk_margin)
+    by_richness = set_scores(true_sets, [species_ids[c] for c in richness_columns])
     column = {int(s): j for j, s in enumerate(species_ids)}
     presence = np.zeros(probs.shape, dtype=bool)
     unknown = 0
@@ -271,9 +321,16 @@ def evaluate(
             "recall": scores["recall"],
             "predicted_richness": probs.sum(axis=1),
             "top_k": [" ".join(map(str, row)) for row in top.tolist()],
+            "richness_k": richness_ks,
+            "f1_richness_k": by_richness["f1"],
+            "recall_richness_k": by_richness["recall"],
         },
         unknown_species=unknown,
         extra={"dropped_surveys": int((~valid).sum()), **roc_data(presence, probs, species_ids)},
+        topk_margin=topk_margin,
+        f1_richness=float(by_richness["f1"].mean()),
+        recall_richness=_mean_recall(by_richness["recall"]),
+        mean_richness_k=float(richness_ks.mean()),
     )
     if train_lists is not None:
         naive = most_frequent_species(train_lists, k)
@@ -308,88 +365,6 @@ def _fmt(x, digits=4) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def svg_reliability(rel: dict, size: int = 320) -> str:
-    """Reliability diagram as an SVG string: observed vs predicted per bin, with the diagonal."""
-    pad = 40
-    inner = size - 2 * pad
-
-    def px(v):
-        return pad + v * inner
-
-    def py(v):
-        return size - pad - v * inner
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
-        f'viewBox="0 0 {size} {size}" role="img" aria-label="reliability diagram">',
-        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" stroke="#333"/>',
-        f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#999" stroke-dasharray="4"/>',
-    ]
-    total = max(int(np.sum(rel["count"])), 1)
-    for lo, hi, c, obs in zip(rel["lower"], rel["upper"], rel["count"], rel["observed"], strict=True):
-        if c == 0 or math.isnan(obs):
-            continue
-        shade = 0.25 + 0.75 * min(1.0, math.sqrt(c / total) * 2)
-        parts.append(
-            f'<rect x="{px(lo) + 1:.1f}" y="{py(obs):.1f}" width="{(hi - lo) * inner - 2:.1f}" '
-            f'height="{obs * inner:.1f}" fill="#2a7f62" fill-opacity="{shade:.2f}"><title>'
-            f"{lo:.1f}-{hi:.1f}: {c} pairs, observed {obs:.3f}</title></rect>"
-        )
-    pts = [
-        f"{px(m):.1f},{py(o):.1f}"
-        for m, o, c in zip(rel["mean_predicted"], rel["observed"], rel["count"], strict=True)
-        if c > 0
-    ]
-    if pts:
-        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#c0392b" stroke-width="2"/>')
-    for t in (0, 0.5, 1):
-        parts.append(
-            f'<text x="{px(t)}" y="{size - pad + 16}" font-size="11" text-anchor="middle">{t}</text>'
-        )
-        parts.append(f'<text x="{pad - 6}" y="{py(t) + 4}" font-size="11" text-anchor="end">{t}</text>')
-    parts.append(
-        f'<text x="{size / 2}" y="{size - 6}" font-size="12" text-anchor="middle">'
-        "predicted probability</text>"
-    )
-    parts.append(
-        f'<text x="12" y="{size / 2}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 12 {size / 2})">observed frequency</text>'
-    )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def svg_histogram(values, bins: int = 20, label: str = "", size=(360, 220)) -> str:
-    """A histogram of ``values`` in [0, 1] as SVG."""
-    w, h = size
-    pad = 34
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    top = max(int(counts.max()) if counts.size else 1, 1)
-    bw = (w - 2 * pad) / bins
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
-        f'role="img" aria-label="{html.escape(label)}">',
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#333"/>',
-    ]
-    for i, c in enumerate(counts):
-        bh = (h - 2 * pad) * c / top
-        parts.append(
-            f'<rect x="{pad + i * bw + 1:.1f}" y="{h - pad - bh:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" '
-            f'fill="#3b6ea5"><title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}</title></rect>'
-        )
-    for t in (0, 0.5, 1):
-        x = pad + t * (w - 2 * pad)
-        parts.append(f'<text x="{x}" y="{h - pad + 14}" font-size="11" text-anchor="middle">{t}</text>')
-    parts.append(f'<text x="{pad - 4}" y="{pad}" font-size="11" text-anchor="end">{top}</text>')
-    parts.append(
-        f'<text x="{w / 2}" y="{h - 4}" font-size="12" text-anchor="middle">{html.escape(label)}</text>'
-    )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: dict | None = None) -> str:
     """A self-contained HTML report (metrics table, F1 histogram, reliability diagram)."""
     k = result.k
@@ -417,6 +392,7 @@ def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: d
     for key, value in (notes or {}).items():
         rows.append((str(key), str(value)))
     table = "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    compare = _k_comparison_html(result)
     rel = result.reliability
     rel_rows = "".join(
         f"<tr><td>{lo:.1f}-{hi:.1f}</td><td>{c}</td><td>{_fmt(m, 3)}</td><td>{_fmt(o, 3)}</td></tr>"
@@ -431,10 +407,32 @@ def report_html(result: Evaluation, title: str = "GeoPlant evaluation", notes: d
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}"
         "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}"
         "figure{display:inline-block;margin:1em}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table>{table}</table>"
+        f"<h1>{html.escape(title)}</h1><table>{table}</table>{compare}"
         f"<h2>Plots</h2>{''.join(figures)}"
         "<h2>Reliability bins</h2><table><tr><th>bin</th><th>pairs</th><th>mean predicted</th>"
         f"<th>observed</th></tr>{rel_rows}</table></body></html>"
+    )
+
+
+def _k_comparison_html(result: Evaluation) -> str:
+    """Fixed K and K from each survey's expected richness, side by side (F1, recall, mean K)."""
+    k, margin = result.k, result.topk_margin
+    fixed_k = min(k, result.n_species)
+    rows = [
+        ("F1 (samples-averaged)", _fmt(result.f1), _fmt(result.f1_richness)),
+        ("recall", _fmt(result.recall), _fmt(result.recall_richness)),
+        ("mean K per survey", str(fixed_k), _fmt(result.mean_richness_k, 2)),
+    ]
+    body = "".join(
+        f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+        for a, b, c in rows
+    )
+    richness_head = (
+        f"K from the expected richness (sum of probabilities rounded, {margin:+d}, from 1 to {fixed_k})"
+    )
+    return (
+        "<h2>Fixed K vs K from the expected richness</h2><table><tr><th></th>"
+        f"<th>fixed K = {fixed_k}</th><th>{html.escape(richness_head)}</th></tr>{body}</table>"
     )
 
 
@@ -501,6 +499,8 @@ def evaluate_surveys(
     title="GeoPlant evaluation",
     progress=None,
     input_files=None,
+    device="auto",
+    topk_margin: int = 0,
 ) -> Evaluation:
     """Evaluate a model (predicting at the surveys) or prediction rasters against surveys.
 
@@ -510,12 +510,15 @@ def evaluate_surveys(
     under temporary names published together at the end. ``input_files``: {label: path}
     of the other files the run reads (the SURVEYS and TRAIN_SURVEYS files): an output that
     is one of them, or an input above, or the other output, is refused before anything
-    starts (:func:`check_evaluate_outputs`).
+    starts (:func:`check_evaluate_outputs`). ``device``: where the model runs ("auto",
+    "cpu", "cuda", ...; CPU fallback with a warning). ``topk_margin``: the margin of the
+    F1 with each survey's K from its expected richness (:func:`richness_top_k`).
     """
     from .progress import as_progress
 
     progress = as_progress(progress)
     k = _check_k(k)
+    topk_margin = _check_margin(topk_margin)
     check_evaluate_outputs(
         output_report,
         output_table,
@@ -536,7 +539,8 @@ def evaluate_surveys(
     elif model:
         from .engine import LoadedModel, predict_points
 
-        loaded = LoadedModel(model)  # the card read once, for the ids and the run
+        # the card read once, for the ids and the run
+        loaded = LoadedModel(model, device=device, progress=progress)
         species_ids = np.asarray([s.id for s in loaded.card.species], dtype=np.int64)
         progress.info(f"Predicting {len(species_ids)} species at {len(xs)} surveys with {model}")
         probs = predict_points(loaded, list(rasters), xs, ys, crs, mapping=mapping)
@@ -546,12 +550,22 @@ def evaluate_surveys(
     progress.check_cancelled()
     progress.set_progress(70)
     result = evaluate(
-        surveys["surveyId"].to_numpy(), list(surveys["speciesIds"]), species_ids, probs, k, train_lists
+        surveys["surveyId"].to_numpy(),
+        list(surveys["speciesIds"]),
+        species_ids,
+        probs,
+        k,
+        train_lists,
+        topk_margin=topk_margin,
     )
     dropped = result.extra.get("dropped_surveys", 0)
     if dropped:
         progress.warning(f"{dropped} survey(s) fall on nodata or outside the rasters and were left out.")
     line = f"F1@{k} {result.f1:.4f}, recall@{k} {result.recall:.4f}, AUC micro {result.auc_micro:.4f}"
+    line += (
+        f"; with K from the expected richness ({topk_margin:+d}, mean K "
+        f"{result.mean_richness_k:.1f}): F1 {result.f1_richness:.4f}"
+    )
     if result.baseline is not None:
         line += f"; naive baseline F1@{k} {result.baseline['f1']:.4f}"
     progress.info(line + f" ({result.n_surveys} surveys)")

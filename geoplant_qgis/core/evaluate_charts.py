@@ -83,6 +83,8 @@ def figures_html(result) -> str:
         curves.append((f"species {sid} (AUC {_fmt(auc)})", fpr, tpr))
     k = result.k
     series = [("model", result.per_survey["f1"])]
+    if "f1_richness_k" in result.per_survey:
+        series.append(("model, K from richness", result.per_survey["f1_richness_k"]))
     if result.baseline is not None and "baseline_f1" in result.per_survey:
         series.append(("naive baseline", result.per_survey["baseline_f1"]))
     return "".join(

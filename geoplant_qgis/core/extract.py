@@ -114,6 +114,23 @@ def _check_grid_limit(grid: GridArea, max_cells, costs, progress, patches: bool 
     )
 
 
+def _check_patch_count(count: int, costs: tuple[int, float], max_cells) -> None:
+    """Refuse more POINTS than the patch limit (each is a file), with the numbers."""
+    from .estimate import format_duration
+    from .geotiff import format_bytes
+    from .limits import resolve_max_cells
+
+    limit = resolve_max_cells(max_cells, patches=True)
+    if count > limit:
+        size, seconds = costs
+        raise InputDataError(
+            f"{count:,} points would be {count:,} patch files, more than {limit:,.0f} (MAX_CELLS, "
+            f"or $GEOPLANT_MAX_PATCHES): up to {format_bytes(size)} on disk and about "
+            f"{format_duration(seconds)}. Cut patches for fewer points at a time (a selection, or "
+            "the layer split into parts run in batch), a smaller SIZE, or raise MAX_CELLS."
+        )
+
+
 def raster_variables(raster_paths: Sequence, mapping=None) -> dict[str, BandRef]:
     """Every band of the rasters as a named variable (its description; else the file name for
     a one-band raster; else ``<file>_<band>``), then the MAPPING's variables (which win)."""
@@ -182,6 +199,17 @@ def sample_environment(
 
     progress = as_progress(progress)
     start = time.perf_counter()
+    if not isinstance(output_csv, str | os.PathLike) or not os.fspath(output_csv):
+        raise OutputError(f"The output must be the path of a .csv file, not {output_csv!r:.80}.")
+    if not os.fspath(output_csv).lower().endswith((".csv", ".txt")):
+        raise OutputError(
+            f"The output {os.path.basename(os.fspath(output_csv))} would be a CSV table under another "
+            "file type's name: give a name ending in .csv."
+        )
+    if raster_paths is None:
+        raster_paths = ()
+    elif isinstance(raster_paths, str | os.PathLike):
+        raster_paths = [raster_paths]
     check_outputs({"OUTPUT": output_csv}, run_input_files(None, raster_paths, mapping, input_files))
     if variables:
         refs_by_name = resolve_variables(list(variables), raster_paths, mapping)
@@ -194,7 +222,7 @@ def sample_environment(
         assert grid is not None
         _check_grid_limit(grid, max_cells, lambda cells: sample_costs(cells, len(names)), progress)
     final = os.path.abspath(os.fspath(output_csv))
-    rows = complete = 0
+    rows = complete = some = 0
     with Publication(progress) as publication:
         tmp = publication.temporary(final)
         if points is not None:
@@ -239,6 +267,7 @@ def sample_environment(
                     writer.writerows([i, x, y, *v] for i, x, y, v in zip(ids, xs, ys, text, strict=True))
                 rows += len(ids)
                 complete += int((~np.isnan(values).any(axis=1)).sum())
+                some += int((~np.isnan(values).all(axis=1)).sum()) if values.shape[1] else 0
                 done += len(ids) if points is not None else 0
                 if points is None:
                     done = min(total, int(block.ids[-1]) + 1) if block.ids.size else done
@@ -250,6 +279,11 @@ def sample_environment(
         f"Sampled {len(names)} variable(s) at {rows} {'point' if points is not None else 'cell'}(s) "
         f"in {seconds:.1f} s; {complete} with every value, {rows - complete} with some nodata."
     )
+    if rows and not some:
+        progress.warning(
+            f"None of the {rows} {'point' if points is not None else 'cell'}(s) has a value in any raster: "
+            "the rasters do not cover them (check the rasters' extent and CRS, and the points' or area's)."
+        )
     return SampleResult(final, rows, complete, names, seconds)
 
 
@@ -373,6 +407,8 @@ def extract_patches(
         _check_grid_limit(
             grid, max_cells, lambda n: patch_costs(n, size, len(band_list), value_bytes), progress, True
         )
+    else:
+        _check_patch_count(points.ids.size, patch_costs(points.ids.size, size, len(band_list)), max_cells)
     folder = os.path.abspath(os.fspath(output_folder))
     refs = [BandRef(path, b) for b in band_list]
     use_layout = len(refs) == len(PATCH_BANDS) and ints

@@ -27,7 +27,7 @@ from .errors import OutputError
 TAG = "geoplant"
 _OWN = re.compile(
     r"^\.(?P<stem>.*)\.geoplant-(?P<host>[A-Za-z0-9_-]*)-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})\."
-    r"(?P<kind>part|backup)(?P<ext>.*)$"
+    r"(?P<kind>part|backup|kept)(?P<ext>.*)$"
 )
 #: sidecars GDAL or QGIS keep beside a raster or vector file: they go with it
 RASTER_SIDECARS = (".aux.xml", ".ovr", ".msk")
@@ -42,10 +42,24 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
 
 
+#: the longest file name most file systems take (bytes)
+NAME_MAX = 255
+
+
 def _name(path, kind: str) -> str:
+    """``.<stem>.geoplant-<host>-<pid>-<token>.<kind><ext>`` beside ``path``. When that is
+    longer than a file name may be, the stem is cut (a backup's kind then becomes ``kept``:
+    its final name cannot be read back from it, so :func:`remove_stale` leaves it alone)."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.{TAG}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}{ext}")
+    tag = f".{TAG}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    full = f".{stem}{tag}.{kind}{ext}"
+    if len(os.fsencode(full)) <= NAME_MAX:
+        return os.path.join(folder, full)
+    kind = "kept" if kind == "backup" else kind
+    room = NAME_MAX - len(os.fsencode(f".{tag}.{kind}{ext}"))
+    short = os.fsencode(stem)[: max(room, 1)].decode("utf-8", "ignore")
+    return os.path.join(folder, f".{short}{tag}.{kind}{ext}")
 
 
 def temporary_sibling(path) -> str:
@@ -83,12 +97,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(folder, progress=None) -> list[str]:
+def remove_stale(folder, progress=None, depth: int = 0) -> list[str]:
     """Remove the temporaries that killed GeoPlant runs on this machine left in ``folder``.
 
     A name is ours only when it has :func:`temporary_sibling`'s form; it is stale when it
     was made on this host by a process that no longer runs, or before the machine last
     started (a power cut). Names from other hosts (a shared file system) are left alone.
+    ``depth``: also look in subfolders that deep (a patch tree's ``CD/AB``: 2).
     A stale *backup* (the user's previous file, moved aside while a run published) is put
     back under its name when that name is free, never deleted. Returns what was removed or
     restored.
@@ -102,7 +117,14 @@ def remove_stale(folder, progress=None) -> list[str]:
     host, boot = _host(), _boot_time()
     for entry in entries:
         match = _OWN.match(entry.name)
-        if match is None or match["host"] != host:
+        if match is None and depth > 0:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    done += remove_stale(entry.path, None, depth - 1)
+            except OSError:
+                pass
+            continue
+        if match is None or match["host"] != host or match["kind"] == "kept":
             continue
         try:
             if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
@@ -263,6 +285,12 @@ class Publication:
         final = os.path.abspath(os.fspath(final))
         if os.path.isdir(final):
             raise OutputError(f"The output {final} is a folder: give the name of a file to write.")
+        if len(os.fsencode(os.path.basename(final))) > NAME_MAX:
+            raise OutputError(
+                f"The output name {os.path.basename(final)[:60]}... is too long "
+                f"({len(os.fsencode(os.path.basename(final)))} bytes; file systems take {NAME_MAX}): "
+                "choose a shorter name."
+            )
         if final in self._finals:
             raise OutputError(f"{final} is given for two outputs of this run; give each its own file.")
         self.folder(final)
@@ -394,9 +422,8 @@ def check_outputs(outputs: Mapping[str, object], inputs: Mapping[str, object] | 
             if path is None:
                 continue
             seen.setdefault(_identity(path), (label, path))
-            for extra in sidecars_of(path):
-                if os.path.lexists(extra):
-                    seen.setdefault(_identity(extra), (f"{label} (its sidecar)", extra))
+            for extra in sidecars_of(path):  # even absent: GDAL or SQLite may create them
+                seen.setdefault(_identity(extra), (f"{label} (its sidecar)", extra))
     for label, value in outputs.items():
         for i, target in enumerate(_as_list(value)):
             path = os.path.abspath(os.fspath(target))

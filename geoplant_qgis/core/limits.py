@@ -23,6 +23,8 @@ from .errors import InputDataError
 DEFAULT_MAX_CELLS = 50_000_000
 #: default limit for extractpatches, where every cell is a patch file
 DEFAULT_MAX_PATCHES = 1_000_000
+#: what "no limit" (inf) means where a finite number is needed
+NO_LIMIT = 10**15
 ENV_MAX_CELLS = "GEOPLANT_MAX_CELLS"
 ENV_MAX_PATCHES = "GEOPLANT_MAX_PATCHES"
 
@@ -52,7 +54,8 @@ def default_max_cells(patches: bool = False) -> float:
     text = os.environ.get(env, "").strip()
     if text:
         try:
-            return _as_limit(text, env)
+            # a finite number: a Processing parameter's default cannot be infinite
+            return min(_as_limit(text, env), float(NO_LIMIT))
         except InputDataError:
             pass
     return default

@@ -17,13 +17,17 @@ from typing import NoReturn, TypeGuard
 
 import numpy as np
 
+from .cubenames import Dimension, check_template, expand_checked, parse_dimensions
 from .errors import ModelCardError
+from .preprocess import Step, apply_head, compose_tail, legacy_steps, parse_steps, split
 
 FORMAT = "geoplant-onnx/1"
 METADATA_KEY = "geoplant"
 ACTIVATIONS = ("sigmoid", "softmax", "none")
 KINDS = ("point", "patch", "cube")
 CONTRACT_DOC = "docs/model-contract.md"
+#: the largest species id a card may give: top-K rasters are int32 with -1 as nodata
+MAX_SPECIES_ID = 2**31 - 1
 #: the largest card read, bytes of JSON (UTF-8): a card with GeoPlant's 11,255 species
 #: names is about 0.6 MB (0.9 MB indented); larger is not a card but a mistake or an attack
 MAX_CARD_BYTES = 16 * 1024 * 1024
@@ -129,6 +133,38 @@ class InputSpec:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     fill: float | None = None
+    #: the ``preprocess`` steps when the card gives them (then scale/mean/std are unset and
+    #: ``fill`` is the value of a leading fill_nan step); empty: the fields above say it all
+    preprocess: tuple[Step, ...] = ()
+    #: a cube's axes and element name template (``variables`` is then their expansion)
+    dimensions: tuple[Dimension, ...] = ()
+    name_template: str = ""
+
+    def __post_init__(self):
+        if self.preprocess:
+            first = self.preprocess[0]
+            object.__setattr__(self, "fill", first.value if first.op == "fill_nan" else None)
+        if self.dimensions and self.name_template and not self.variables:
+            from .cubenames import expand
+
+            object.__setattr__(self, "variables", tuple(expand(self.dimensions, self.name_template)))
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every preprocessing step in order: ``preprocess``, or today's fields as
+        ``[fill_nan, scale, normalise]``."""
+        return self.preprocess or legacy_steps(self.fill, self.scale, self.mean, self.std)
+
+    @property
+    def head(self) -> tuple[Step, ...]:
+        """The steps after fill_nan up to the last non-affine one (clip, power, log1p),
+        applied in numpy to the sampled values (empty for a card without ``preprocess``)."""
+        return split(self.preprocess)[1] if self.preprocess else ()
+
+    def apply_head(self, x: np.ndarray) -> np.ndarray:
+        """:attr:`head` on raw values (in place on float32); values it makes NaN or
+        infinite become NaN."""
+        return apply_head(self.head, x)
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -164,6 +200,12 @@ class InputSpec:
         ``[N, *shape]`` (cube). NaN stays NaN.
         """
         x = np.asarray(x, dtype=np.float32)
+        if self.preprocess:
+            mul, add = compose_tail(split(self.preprocess)[2], lambda v, d: self._stat(v, d, x.ndim))
+            out = x * mul if mul is not None else x.copy()
+            if add is not None:
+                out += add
+            return out
         out = x * np.float32(self.scale) if self.scale != 1.0 else x.copy()
         if self.mean:
             out -= self._stat(self.mean, 0.0, x.ndim)
@@ -176,6 +218,8 @@ class InputSpec:
         broadcast against the model's tensor: what the engine prepends to the graph or
         applies to a patch input's fine grid."""
         ndim = len(self.tensor_shape(1))
+        if self.preprocess:
+            return compose_tail(split(self.preprocess)[2], lambda v, d: self._stat(v, d, ndim))
         std = self._stat(self.std, 1.0, ndim) if self.std else None
         mean = self._stat(self.mean, 0.0, ndim) if self.mean else None
         divisor = std if std is not None else np.float32(1.0)
@@ -199,10 +243,14 @@ class InputSpec:
         # the model's shape first ([N, V] cube rows -> [N, *shape]), so that a mean/std given
         # per first axis broadcasts like one given per variable
         raw = raw.reshape(self.tensor_shape(len(raw)))
+        head = self.head
         if self.fill is not None:
             missing = np.isnan(raw)
             if missing.any():
                 raw = np.where(missing, np.float32(self.fill), raw)
+        if head:  # clip, power, log1p...: a value made NaN or infinite becomes NaN
+            raw = apply_head(head, raw.copy())
+        if self.fill is not None and not head:
             valid = np.ones(len(raw), dtype=bool)
         else:
             flat = raw.reshape(len(raw), -1)
@@ -226,6 +274,8 @@ class InputSpec:
         variables: tuple[str, ...] = ()
         bands: tuple[str, ...] = ()
         size = pixel_size = shape = None
+        dimensions: tuple[Dimension, ...] = ()
+        name_template = ""
         if kind == "point":
             variables = _names(d, "variables", p)
             channels = len(variables)
@@ -241,6 +291,10 @@ class InputSpec:
             channels = len(bands)
         else:
             raw_shape = d.get("shape")
+            if raw_shape is None and isinstance(d.get("dimensions"), list):
+                raw_shape = [
+                    len(x.get("values") or ()) if isinstance(x, dict) else 0 for x in d["dimensions"]
+                ]
             if (
                 not isinstance(raw_shape, list)
                 or not raw_shape
@@ -250,7 +304,39 @@ class InputSpec:
                     f"{p}shape", f"must be a non-empty list of positive whole numbers, not {shown(raw_shape)}"
                 )
             shape = tuple(raw_shape)
-            variables = _names(d, "variables", p)
+            if "dimensions" in d or "name_template" in d:
+                if "dimensions" not in d or "name_template" not in d:
+                    missing = "name_template" if "dimensions" in d else "dimensions"
+                    _fail(
+                        f"{p}{missing}",
+                        "is missing: a cube names its elements with dimensions and name_template together",
+                    )
+                dimensions = parse_dimensions(d["dimensions"], f"{p}dimensions", _fail, shape)
+                check_template(d["name_template"], f"{p}name_template", _fail, dimensions)
+                name_template = d["name_template"]
+                expanded = expand_checked(dimensions, name_template, f"{p}name_template", _fail)
+                if d.get("variables") is not None:
+                    listed_names = _names(d, "variables", p)
+                    if listed_names != expanded:
+                        diff = next(
+                            (
+                                i
+                                for i, (a, b) in enumerate(zip(listed_names, expanded, strict=False))
+                                if a != b
+                            ),
+                            min(len(listed_names), len(expanded)),
+                        )
+                        got = shown(listed_names[diff]) if diff < len(listed_names) else "nothing"
+                        _fail(
+                            f"{p}variables",
+                            f"disagrees with dimensions and name_template: element {diff} is {got} "
+                            f"in variables but {shown(expanded[diff]) if diff < len(expanded) else 'none'} "
+                            f"from the template ({len(listed_names)} names listed, {len(expanded)} from "
+                            "the template); give one of them, or make them agree",
+                        )
+                variables = expanded
+            else:
+                variables = _names(d, "variables", p)
             if len(variables) != math.prod(shape):
                 _fail(
                     f"{p}variables",
@@ -291,10 +377,27 @@ class InputSpec:
         unknown = sorted(
             set(d)
             - {"name", "kind", "variables", "bands", "size", "pixel_size_m", "shape"}
-            - {"scale", "mean", "std", "fill"}
+            - {"scale", "mean", "std", "fill", "preprocess"}
+            - ({"dimensions", "name_template"} if kind == "cube" else set())
         )
         if unknown:
             _fail(p + unknown[0], "is not a field of a model input")
+        preprocess: tuple[Step, ...] = ()
+        if d.get("preprocess") is not None:
+            old = [k for k in ("scale", "mean", "std", "fill") if d.get(k) is not None]
+            if old:
+                _fail(
+                    f"{p}{old[0]}",
+                    "cannot be given with preprocess: preprocess states every step (today's "
+                    "fill, scale, mean and std are the steps fill_nan, scale, normalise)",
+                )
+            preprocess = parse_steps(
+                d["preprocess"],
+                f"{p}preprocess",
+                _fail,
+                sorted(allowed),
+                "band" if kind == "patch" else "variable",
+            )
         return cls(
             name=name,
             kind=kind,
@@ -307,6 +410,9 @@ class InputSpec:
             mean=stats["mean"],
             std=stats["std"],
             fill=None if fill is None else float(fill),
+            preprocess=preprocess,
+            dimensions=dimensions,
+            name_template=name_template,
         )
 
     def to_dict(self) -> dict:
@@ -314,9 +420,17 @@ class InputSpec:
         if self.kind == "patch":
             d.update(bands=list(self.bands), size=self.size, pixel_size_m=self.pixel_size_m)
         elif self.kind == "cube":
-            d.update(shape=list(self.shape or ()), variables=list(self.variables))
+            d["shape"] = list(self.shape or ())
+            if self.dimensions:
+                d["dimensions"] = [dim.to_dict() for dim in self.dimensions]
+                d["name_template"] = self.name_template
+            else:
+                d["variables"] = list(self.variables)
         else:
             d["variables"] = list(self.variables)
+        if self.preprocess:
+            d["preprocess"] = [step.to_dict() for step in self.preprocess]
+            return d
         if self.scale != 1.0:
             d["scale"] = self.scale
         if self.mean:
@@ -370,6 +484,12 @@ class ModelCard:
                 sid = int(sid)
             if not _is_int(sid):
                 _fail(f"species[{i}].id", f"must be a whole number, not {shown(sid)}")
+            if not 0 <= sid <= MAX_SPECIES_ID:
+                _fail(
+                    f"species[{i}].id",
+                    f"must be from 0 to {MAX_SPECIES_ID:,} (top-K rasters hold ids as 32-bit integers, "
+                    f"-1 for no data), not {shown(sid)}",
+                )
             name = _text(s, "name", f"species[{i}].")
             species.append(Species(sid, name))
         seen: dict[int, int] = {}
@@ -584,9 +704,13 @@ def read_model_card(onnx_path, session=None) -> ModelCard:
 
     ``session``: an onnxruntime ``InferenceSession`` already open on the file (optional).
     """
+    if not isinstance(onnx_path, str | os.PathLike):
+        raise ModelCardError(f"The model must be the path of an .onnx file, not {shown(onnx_path)}.")
     path = os.fspath(onnx_path)
     base = os.path.basename(path)
     if session is None:
+        if os.path.isdir(path):
+            raise ModelCardError(f"{path} is a folder: give the model's .onnx file.")
         if not os.path.isfile(path):
             raise ModelCardError(f"Model file not found: {path}")
         try:

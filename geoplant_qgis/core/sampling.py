@@ -25,8 +25,29 @@ from rasterio.warp import transform
 from rasterio.windows import Window
 
 from .errors import InputDataError
-from .grid import outline, parse_crs, projected_crs
+from .grid import parse_crs, projected_crs
+from .patchgrid import Patches, PatchSelection
 from .sources import BandRef
+from .warp import (  # noqa: F401  (re-exported: the resampling's old home)
+    WARP_LATTICE,
+    WARP_MAX_ERROR,
+    WARP_STRIP_PIXELS,
+    _transform_bounds,
+    source_pixels,
+    warp_nearest,
+    warp_pixels,
+)
+
+__all__ = [
+    "Footprint",
+    "PatchSampler",
+    "PatchSelection",
+    "Patches",
+    "PointSampler",
+    "source_pixels",
+    "warp_nearest",
+    "warp_pixels",
+]
 
 #: largest source window (pixels x bands) read at once; bigger spans are read tile by tile
 MAX_WINDOW_VALUES = 1 << 23
@@ -179,283 +200,6 @@ class _Source:
         return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _transform_bounds(src_crs, dst_crs, bounds, densify: int = 21):
-    """(left, bottom, right, top) of ``bounds`` transformed with densified edges.
-
-    Same result as ``rasterio.warp.transform_bounds`` for regional extents, but about 30 times
-    faster here (rasterio 1.3's version costs ~35 ms a call to a UTM zone)."""
-    xs, ys = outline(bounds, densify + 2)
-    tx, ty = (np.asarray(v, dtype=np.float64) for v in transform(src_crs, dst_crs, xs, ys))
-    ok = np.isfinite(tx) & np.isfinite(ty)
-    if not ok.any():
-        return (np.inf, np.inf, -np.inf, -np.inf)
-    return (float(tx[ok].min()), float(ty[ok].min()), float(tx[ok].max()), float(ty[ok].max()))
-
-
-#: destination pixels between exactly transformed lattice points (see source_pixels)
-WARP_LATTICE = 32
-#: interpolation error (source pixels) above which every pixel is transformed exactly
-WARP_MAX_ERROR = 1e-3
-#: destination pixels resampled at a time (bounds warp_nearest's temporary arrays)
-WARP_STRIP_PIXELS = 1 << 20
-
-
-def _exact_source_coords(src_inverse, src_crs, dst_transform, dst_crs, rows, cols):
-    """Fractional source (col, row) of destination pixel centres (rows, cols), exactly."""
-    x, y = dst_transform * (cols + 0.5, rows + 0.5)
-    with np.errstate(invalid="ignore"):
-        sx, sy = transform(dst_crs, src_crs, np.ravel(x), np.ravel(y))
-    c, r = src_inverse * (np.asarray(sx, dtype=np.float64), np.asarray(sy, dtype=np.float64))
-    return np.reshape(c, np.shape(x)), np.reshape(r, np.shape(x))
-
-
-def _lattice(n: int, step: int) -> np.ndarray:
-    return np.unique(np.r_[np.arange(0, n, step), n - 1])
-
-
-def _interpolate(values: np.ndarray, at: np.ndarray, n: int, axis: int) -> np.ndarray:
-    """Linear interpolation along ``axis`` from lattice positions ``at`` to 0 .. n - 1."""
-    if len(at) == 1:
-        return np.repeat(values, n, axis=axis)
-    x = np.arange(n)
-    i = np.clip(np.searchsorted(at, x, side="right") - 1, 0, len(at) - 2)
-    t = (x - at[i]) / (at[i + 1] - at[i])
-    lo, hi = np.take(values, i, axis=axis), np.take(values, i + 1, axis=axis)
-    shape = [1, 1]
-    shape[axis] = n
-    t = t.reshape(shape)
-    return lo + (hi - lo) * t
-
-
-def source_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, dst_crs):
-    """(rows, cols) int64 [H, W]: the source pixel containing the centre of each destination
-    pixel (transformed to the source CRS), -1 where it falls outside the source.
-
-    Exact, but without transforming every pixel (PROJ costs ~0.25 us a point, GDAL's exact
-    warp as much): the centres are transformed on a lattice every WARP_LATTICE pixels and
-    interpolated bilinearly in between. The interpolation error is bounded from exact
-    transforms at the middles of the lattice's edges and cells; it is small between map
-    projections (measured ~2e-5 source pixel for 32 pixels of 10 m, UTM and EPSG:3035).
-    Only the pixels whose interpolated position lies within 4x that bound of a source pixel
-    edge, where it could pick the wrong neighbour, are transformed exactly. A transformation
-    that is not smooth enough there (error over WARP_MAX_ERROR pixels, or lattice points that
-    do not transform) is done pixel by pixel.
-    """
-    height, width = dst_shape
-    inverse = ~src_transform
-    lr, lc = _lattice(height, WARP_LATTICE), _lattice(width, WARP_LATTICE)
-    grid_r, grid_c = np.meshgrid(lr, lc, indexing="ij")
-    c_lat, r_lat = _exact_source_coords(inverse, src_crs, dst_transform, dst_crs, grid_r, grid_c)
-    exact_everywhere = not (np.isfinite(c_lat).all() and np.isfinite(r_lat).all())
-    if not exact_everywhere:
-        col_f = _interpolate(_interpolate(c_lat, lc, width, 1), lr, height, 0)
-        row_f = _interpolate(_interpolate(r_lat, lc, width, 1), lr, height, 0)
-        # Bilinear interpolation reproduces constant, linear and xy terms, so its error is
-        # about f_xx x (h - x) / 2 + f_yy y (k - y) / 2: at most the error at the middle of
-        # a horizontal lattice edge plus that at the middle of a vertical one. (The middle
-        # of a cell alone can miss it: for conformal pairs, UTM to UTM or Web Mercator, f_xx
-        # and f_yy nearly cancel there; measured 5x below the true maximum.)
-        mr, mc = (lr[:-1] + lr[1:]) // 2, (lc[:-1] + lc[1:]) // 2
-
-        def worst(at_r, at_c) -> float:  # largest error at these lattice points (NaN kept)
-            if not (len(at_r) and len(at_c)):
-                return 0.0
-            pr, pc = np.meshgrid(at_r, at_c, indexing="ij")
-            c_at, r_at = _exact_source_coords(inverse, src_crs, dst_transform, dst_crs, pr, pc)
-            with np.errstate(invalid="ignore"):
-                return float(np.max([np.abs(c_at - col_f[pr, pc]), np.abs(r_at - row_f[pr, pc])]))
-
-        error = float(np.max([worst(lr, mc) + worst(mr, lc), worst(mr, mc)]))
-        exact_everywhere = not error <= WARP_MAX_ERROR  # (NaN included)
-    if exact_everywhere:
-        all_r, all_c = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        col_f, row_f = _exact_source_coords(inverse, src_crs, dst_transform, dst_crs, all_r, all_c)
-    else:
-        # magnitudes of ~1e5 pixels carry ~1e-11 of float64 rounding: a floor under the margin
-        margin = 4.0 * error + 1e-9
-        near_edge = (np.abs(col_f - np.round(col_f)) < margin) | (np.abs(row_f - np.round(row_f)) < margin)
-        redo_r, redo_c = np.nonzero(near_edge)
-        if len(redo_r):
-            col_f[redo_r, redo_c], row_f[redo_r, redo_c] = _exact_source_coords(
-                inverse, src_crs, dst_transform, dst_crs, redo_r, redo_c
-            )
-    with np.errstate(invalid="ignore"):
-        inside = (col_f >= 0) & (col_f < src_shape[1]) & (row_f >= 0) & (row_f < src_shape[0])
-    rows = np.where(inside, np.floor(np.where(inside, row_f, 0)), -1).astype(np.int64)
-    cols = np.where(inside, np.floor(np.where(inside, col_f, 0)), -1).astype(np.int64)
-    return rows, cols
-
-
-def warp_pixels(src_transform, src_crs, src_shape, dst_shape, dst_transform, dst_crs) -> list:
-    """:func:`source_pixels` by strips of destination rows (``[(first row, rows, cols)]``):
-    it holds a few float64 arrays of a strip's size, not of the whole grid's."""
-    height, width = dst_shape
-    step = max(1, WARP_STRIP_PIXELS // max(1, width))
-    strips = []
-    for top in range(0, height, step):
-        rows_here = min(step, height - top)
-        strip_transform = dst_transform * Affine.translation(0, top)
-        rows, cols = source_pixels(
-            src_transform, src_crs, src_shape, (rows_here, width), strip_transform, dst_crs
-        )
-        strips.append((top, rows, cols))
-    return strips
-
-
-def warp_nearest(data, src_transform, src_crs, dst_shape, dst_transform, dst_crs, strips=None):
-    """Nearest-neighbour resampling of float32 ``data`` [bands, h, w] (NaN = nodata) onto a
-    ``dst_shape`` grid: each destination pixel takes the source pixel containing its centre
-    (:func:`source_pixels`, exact); float32 [bands, *dst_shape], NaN where no source pixel.
-    ``strips``: :func:`warp_pixels` of this very source window and grid, when already known
-    (sources sharing a pixel grid, e.g. one file per Sentinel-2 band).
-
-    Our own rather than GDAL's warper: GDAL's exact transformation (errorThreshold=0) cost
-    6x its default 1/8-pixel approximation and most of the demo's prediction time, and
-    rasterio 1.3's ``reproject`` always approximates.
-    """
-    if strips is None:
-        strips = warp_pixels(src_transform, src_crs, data.shape[1:], dst_shape, dst_transform, dst_crs)
-    out = np.full((data.shape[0], *dst_shape), np.nan, dtype=np.float32)
-    for top, rows, cols in strips:
-        inside = rows >= 0
-        out[:, top : top + len(rows)][:, inside] = data[:, rows[inside], cols[inside]]
-    return out
-
-
-class Patches:
-    """P x P patches of ``n`` points, kept as fine grids and offsets until copied.
-
-    ``valid[i]``: patch i has no NaN pixel in any channel. On a fine grid this is answered
-    for every patch at once from a summed-area table of the grid's NaN mask (O(1) per
-    patch) instead of a pass over the [N, C, P, P] tensor; :meth:`copy_to` then copies
-    patches straight from strided views of the grid into the caller's buffer, runs of
-    patches on one grid row (a row of cells) with one copy each.
-    """
-
-    def __init__(self, n: int, channels: int, size: int):
-        self.n, self.channels, self.size = int(n), int(channels), int(size)
-        self.valid = np.ones(self.n, dtype=bool)
-        self._pieces: list[tuple] = []  # (point indices, fine grid, rows, cols) or (indices, array)
-
-    def add_lattice(self, idx: np.ndarray, fine: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
-        p = self.size
-        nan = np.isnan(fine[0]) if len(fine) == 1 else np.isnan(fine).any(axis=0)
-        table = np.zeros((nan.shape[0] + 1, nan.shape[1] + 1), dtype=np.int32)
-        np.cumsum(nan, axis=0, dtype=np.int32, out=table[1:, 1:])
-        np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
-        bad = table[rows + p, cols + p] - table[rows, cols + p] - table[rows + p, cols] + table[rows, cols]
-        self.valid[idx] = bad == 0
-        self._pieces.append((idx, fine, rows, cols))
-
-    def add_array(self, idx: np.ndarray, array: np.ndarray) -> None:
-        self.valid[idx] = ~np.isnan(array.reshape(len(idx), -1)).any(axis=1)
-        self._pieces.append((idx, array))
-
-    def normalise(self, mul: np.ndarray | None, add: np.ndarray | None) -> None:
-        """``x * mul + add`` in place (per channel: [C, 1, 1] or scalars), on the fine grids:
-        a pixel is shared by every patch over it (41 patches of 64 px at 10 m per 100 m
-        cell), so this costs a small share of normalising the patches. NaN stays NaN."""
-        # [C, 1, 1] broadcasts over fine grids [C, H, W] and gathered patches [k, C, P, P]
-        mul = None if mul is None else np.reshape(mul, (-1, 1, 1))
-        add = None if add is None else np.reshape(add, (-1, 1, 1))
-        for piece in self._pieces:
-            data = piece[1]
-            if mul is not None:
-                data *= mul
-            if add is not None:
-                data += add
-
-    def selection(self, which: np.ndarray | None = None) -> PatchSelection:
-        """The patches of the points selected by bool ``which`` (default all), in point
-        order, not copied yet: a model feed the inference threads copy by slices."""
-        if which is None:
-            dest = np.arange(self.n)
-            count = self.n
-        else:
-            dest = np.cumsum(which) - 1
-            count = int(dest[-1]) + 1 if self.n else 0
-        plan: list[tuple] = []
-        for piece in self._pieces:
-            idx = piece[0]
-            sel = slice(None) if which is None else which[idx]
-            where = dest[idx[sel]]  # ascending: a piece's points are in point order
-            if not len(where):
-                continue
-            if len(piece) == 2:
-                plan.append((where, piece[1][sel]))
-            else:
-                plan.append((where, piece[1], piece[2][sel], piece[3][sel]))
-        return PatchSelection(plan, 0, count, (self.channels, self.size, self.size))
-
-    def copy_to(self, out: np.ndarray, which: np.ndarray | None = None) -> int:
-        """Write the patches of the points selected by bool ``which`` (default all), in
-        point order, into ``out[:count]`` (float32 [>= count, C, P, P]); returns count."""
-        selection = self.selection(which)
-        selection.copy_into(out)
-        return len(selection)
-
-
-class PatchSelection:
-    """Patches to copy into a model's input tensor, rows ``start`` to ``stop`` of a plan
-    made by :meth:`Patches.selection`. Slicing gives a smaller selection, still not
-    copied, so each inference thread copies its own micro-batch into a buffer that stays
-    in its core's cache while the model reads it (copying a whole block first wrote tens
-    of MB to memory, read back once)."""
-
-    def __init__(self, plan: list, start: int, stop: int, patch_shape: tuple):
-        self._plan, self.start, self.stop, self.patch_shape = plan, start, stop, patch_shape
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def shape(self) -> tuple:
-        return (len(self), *self.patch_shape)
-
-    def __getitem__(self, key: slice) -> PatchSelection:
-        start, stop, step = key.indices(len(self))
-        if step != 1:
-            raise IndexError("a patch selection slices with step 1 only")
-        return PatchSelection(self._plan, self.start + start, self.start + max(start, stop), self.patch_shape)
-
-    def copy_into(self, out: np.ndarray) -> np.ndarray:
-        """float32 ``out[:len(self)]`` filled with the patches; returns that view."""
-        p = self.patch_shape[-1]
-        for piece in self._plan:
-            where = piece[0]
-            lo, hi = np.searchsorted(where, [self.start, self.stop])
-            if lo == hi:
-                continue
-            dest = where[lo:hi] - self.start
-            if len(piece) == 2:
-                out[dest] = piece[1][lo:hi]
-                continue
-            _, fine, rows, cols = piece
-            _copy_runs(out, dest, fine, rows[lo:hi], cols[lo:hi], p)
-        return out[: len(self)]
-
-
-def _copy_runs(out, where, fine, rows, cols, p) -> None:
-    """``out[where[i]] = fine[:, rows[i]:+p, cols[i]:+p]``, runs of patches on one grid row
-    (a row of cells) with one strided copy each."""
-    # numpy's stubs take one axis only; a tuple of axes is documented and works
-    windows = np.lib.stride_tricks.sliding_window_view(fine, (p, p), axis=(1, 2))  # type: ignore[call-overload]
-    windows = windows.transpose(1, 2, 0, 3, 4)  # [H', W', C, P, P], a view
-    # runs: same grid row, consecutive destinations, evenly spaced columns
-    step = np.diff(cols)
-    brk = (np.diff(rows) != 0) | (np.diff(where) != 1) | (step <= 0)
-    brk[1:] |= step[1:] != step[:-1]
-    starts = np.r_[0, np.flatnonzero(brk) + 1]
-    stops = np.r_[starts[1:], len(rows)]
-    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-        if b - a == 1:
-            out[where[a]] = windows[rows[a], cols[a]]
-            continue
-        d = int(cols[a + 1] - cols[a])  # one step through the run (a step change breaks it)
-        view = windows[rows[a], int(cols[a]) : int(cols[b - 1]) + 1 : d]
-        np.copyto(out[where[a] : where[a] + (b - a)], view)
-
-
 @dataclass(frozen=True)
 class Footprint:
     """Where one source file of a sampler has pixels (for skipping cells none reaches)."""
@@ -601,12 +345,13 @@ class PatchSampler(_Sampler):
         patches.copy_to(out)
         return out
 
-    def patches(self, xs, ys) -> Patches:
+    def patches(self, xs, ys, pre=None) -> Patches:
         """The patches at the points, not yet copied: :attr:`Patches.valid` tells which have
-        no nodata pixel, :meth:`Patches.copy_to` writes (some of) them into a buffer."""
+        no nodata pixel, :meth:`Patches.copy_to` writes (some of) them into a buffer.
+        ``pre``: applied in place to the resampled pixels first (see :class:`Patches`)."""
         xs, ys = _as_xy(xs, ys)
         p, c = self.size, len(self.refs)
-        patches = Patches(xs.size, c, p)
+        patches = Patches(xs.size, c, p, pre)
         if xs.size == 0:
             return patches
         width = (xs.max() - xs.min()) / self.r + p

@@ -1,4 +1,4 @@
-"""Termination signals as cancellation: SIGTERM or SIGHUP stop a run at its next check.
+"""Termination signals as cancellation: SIGTERM, SIGHUP or SIGQUIT stop a run at its next check.
 
 A batch scheduler, ``timeout`` or ``kill`` ends a process with SIGTERM; by default Python
 dies on the spot and leaves its temporary files. Inside :func:`cancel_on_signals` (the
@@ -16,7 +16,7 @@ import signal
 import threading
 
 _SIGNALS = tuple(
-    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+    s for s in (getattr(signal, name, None) for name in ("SIGTERM", "SIGHUP", "SIGQUIT")) if s is not None
 )
 _requested: str | None = None
 
@@ -43,7 +43,7 @@ def _handler(previous: dict, on_signal):
 
 @contextlib.contextmanager
 def cancel_on_signals(on_signal=None):
-    """Within the block, SIGTERM/SIGHUP request cancellation (``on_signal()`` is called too,
+    """Within the block, SIGTERM/SIGHUP/SIGQUIT request cancellation (``on_signal()`` is called too,
     e.g. ``feedback.cancel``). Only the main thread can install handlers; elsewhere (an
     algorithm run in a QGIS task) the block runs unchanged."""
     global _requested

@@ -3,7 +3,9 @@
 Rules (docs/model-contract.md): a band whose description equals the variable name, else a
 one-band raster whose file name without extension equals it; names compare ignoring case,
 ``_``, ``-`` and spaces. An explicit mapping (``var=path[#band];...`` or a CSV file
-``variable,path,band``) overrides both.
+``variable,path,band``) overrides both. A raster entry that is a folder stands for every
+raster file directly in it (:func:`expand_rasters`), e.g. one GeoTIFF per month of a
+climate cube named after its element (``tas_2018-01.tif``).
 """
 
 from __future__ import annotations
@@ -53,22 +55,65 @@ def raster_band_names(path) -> list[str]:
         raise InputDataError(f"Cannot open the raster '{path}': {error}") from None
 
 
+#: file extensions of the rasters a folder given as a raster stands for
+RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".asc", ".bil", ".gpkg")
+
+
+def expand_rasters(raster_paths: Iterable) -> list[str]:
+    """The raster paths with each folder replaced by the raster files directly in it
+    (extensions :data:`RASTER_EXTENSIONS`, not hidden, by name); other entries as given."""
+    out: list[str] = []
+    for p in raster_paths:
+        path = os.fspath(p)
+        if os.path.isdir(path):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as error:
+                raise InputDataError(f"Cannot list the raster folder '{path}': {error.strerror}.") from None
+            found = [
+                os.path.join(path, n)
+                for n in names
+                if not n.startswith(".")
+                and n.lower().endswith(RASTER_EXTENSIONS)
+                and os.path.isfile(os.path.join(path, n))
+            ]
+            if not found:
+                raise InputDataError(
+                    f"The raster folder '{path}' holds no raster file ({', '.join(RASTER_EXTENSIONS)})."
+                )
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
 def _catalogue(raster_paths: Iterable) -> list[tuple[str, list[str]]]:
-    return [(os.fspath(p), raster_band_names(p)) for p in raster_paths]
+    return [(p, raster_band_names(p)) for p in expand_rasters(raster_paths)]
+
+
+class _Index:
+    """Band descriptions and one-band file stems of a catalogue, by normalised name (the
+    first in raster and band order wins, as the rules say)."""
+
+    def __init__(self, catalogue: list[tuple[str, list[str]]]):
+        self.described: dict[str, BandRef] = {}
+        self.stems: dict[str, BandRef] = {}
+        for path, descriptions in catalogue:
+            for i, description in enumerate(descriptions):
+                if description:
+                    self.described.setdefault(normalise_name(description), BandRef(path, i + 1))
+            if len(descriptions) == 1:
+                self.stems.setdefault(normalise_name(_stem(path)), BandRef(path, 1))
+
+    def find(self, name: str) -> BandRef | None:
+        key = normalise_name(name)
+        if not key:
+            return None
+        return self.described.get(key) or self.stems.get(key)
 
 
 def _find(name: str, catalogue: list[tuple[str, list[str]]]) -> BandRef | None:
-    key = normalise_name(name)
-    if not key:
-        return None
-    for path, descriptions in catalogue:
-        for i, description in enumerate(descriptions):
-            if description and normalise_name(description) == key:
-                return BandRef(path, i + 1)
-    for path, descriptions in catalogue:
-        if len(descriptions) == 1 and normalise_name(_stem(path)) == key:
-            return BandRef(path, 1)
-    return None
+    return _Index(catalogue).find(name)
 
 
 def find_band(name: str, raster_paths: Sequence) -> BandRef | None:
@@ -82,8 +127,8 @@ def find_band(name: str, raster_paths: Sequence) -> BandRef | None:
 
 def find_bands(names: Sequence[str], raster_paths: Sequence) -> dict[str, BandRef | None]:
     """:func:`find_band` for several names, each raster opened once for all of them."""
-    catalogue = _catalogue(raster_paths)
-    return {name: _find(name, catalogue) for name in names}
+    index = _Index(_catalogue(raster_paths))
+    return {name: index.find(name) for name in names}
 
 
 def _line_of_byte(path: str, offset: int) -> int:
@@ -223,15 +268,17 @@ def _check_ref(variable: str, ref: BandRef) -> BandRef:
     return ref
 
 
-def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None) -> dict[str, BandRef]:
-    """Every name -> its band. ``mapping`` (a dict from :func:`parse_mapping`, or its text)
-    overrides the description / file-name rules. Missing names -> :class:`InputDataError`
-    listing all of them and what was available.
-    """
+def locate_variables(
+    names: Sequence[str], raster_paths: Sequence, mapping=None
+) -> tuple[dict[str, BandRef], list[str], list[tuple[str, list[str]]]]:
+    """(every name found -> its band, the names not found, the catalogue of the rasters
+    opened): :func:`resolve_variables` without the error, for callers that word the
+    missing names themselves (a cube's, grouped)."""
     if mapping is None or isinstance(mapping, str | os.PathLike):
         mapping = parse_mapping(mapping)
     by_key = {normalise_name(k): (k, v) for k, v in mapping.items()}
-    catalogue = None  # the rasters are opened only when a name is not in the mapping
+    catalogue: list[tuple[str, list[str]]] = []
+    index = None  # the rasters are opened only when a name is not in the mapping
     resolved: dict[str, BandRef] = {}
     missing: list[str] = []
     for name in names:
@@ -241,13 +288,43 @@ def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None
         if hit is not None:
             resolved[name] = _check_ref(name, hit[1])
             continue
-        if catalogue is None:
+        if index is None:
             catalogue = _catalogue(raster_paths)
-        ref = _find(name, catalogue)
+            index = _Index(catalogue)
+        ref = index.find(name)
         if ref is None:
             missing.append(name)
         else:
             resolved[name] = ref
+    return resolved, missing, catalogue
+
+
+def available_text(catalogue: list[tuple[str, list[str]]], limit: int = 0) -> str:
+    """What the rasters offer, for a message (``limit`` rasters at most; 0: all)."""
+    available = []
+    shown = catalogue if not limit else catalogue[:limit]
+    for path, descriptions in shown:
+        named = [d for d in descriptions if d]
+        if named:
+            more = f" and {len(named) - 12} more" if len(named) > 12 and limit else ""
+            available.append(
+                f"{os.path.basename(path)} (bands: {', '.join(named[:12] if limit else named)}{more})"
+            )
+        elif len(descriptions) == 1:
+            available.append(f"{os.path.basename(path)} (one band, name '{_stem(path)}')")
+        else:
+            available.append(f"{os.path.basename(path)} ({len(descriptions)} bands without descriptions)")
+    if limit and len(catalogue) > limit:
+        available.append(f"and {len(catalogue) - limit:,} more rasters")
+    return "; ".join(available) or "no rasters given"
+
+
+def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None) -> dict[str, BandRef]:
+    """Every name -> its band. ``mapping`` (a dict from :func:`parse_mapping`, or its text)
+    overrides the description / file-name rules. Missing names -> :class:`InputDataError`
+    listing all of them and what was available.
+    """
+    resolved, missing, catalogue = locate_variables(names, raster_paths, mapping)
     if missing:
         available = []
         for path, descriptions in catalogue or []:

@@ -18,6 +18,8 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
+from .device import add_device, read_device
+from .device import help_text as device_help
 from .inputs import layer_file
 from .params import (
     add_model_parameters,
@@ -59,7 +61,7 @@ def read_sites(alg, parameters, context, progress, name="AREA"):
 class AreaReportAlgorithm(GeoPlantAlgorithm):
     ALGORITHM_ID = "areareport"
     DISPLAY_NAME = "Area report: species expected per site"
-    REQUIRES = ("numpy", "rasterio", "matplotlib")  # onnxruntime too when MODEL is used
+    REQUIRES = ("numpy", "rasterio", "matplotlib")  # MODEL_RUN_DEPENDENCIES too when MODEL is used
     HELP = (
         "For each site of AREA (one polygon per feature, labelled by a 'name' field when there is one, "
         "else by the feature id): the species expected and how sure. A site's cells are the cells whose "
@@ -72,7 +74,7 @@ class AreaReportAlgorithm(GeoPlantAlgorithm):
         "mean_probability, max_probability, area_ha_above_threshold). OUTPUT_REPORT: an HTML report with "
         "charts: per site the expected richness (sum of probabilities per cell: mean, min, max, "
         "histogram) and the species ranked by mean probability with their area above THRESHOLD; across "
-        "sites, the species expected (mean probability >= THRESHOLD) in one site only."
+        "sites, the species expected (mean probability >= THRESHOLD) in one site only.\n\n" + device_help()
     )
 
     def initAlgorithm(self, config=None):
@@ -94,6 +96,7 @@ class AreaReportAlgorithm(GeoPlantAlgorithm):
             "Input rasters (for MODEL)",
             model_optional=True,
         )
+        add_device(self)
         self.addParameter(
             QgsProcessingParameterCrs("CRS", self.tr("Grid CRS for MODEL (projected)"), optional=True)
         )
@@ -149,11 +152,13 @@ class AreaReportAlgorithm(GeoPlantAlgorithm):
             model = self.parameterAsFile(parameters, "MODEL", context)
             if not model:
                 raise InputDataError("Give PROBABILITIES (a probability raster) or a MODEL with its RASTERS.")
-            from ..dependencies import install_hint, missing_dependencies
+            from ..dependencies import MODEL_RUN_DEPENDENCIES, install_hint, missing_dependencies
 
-            missing = missing_dependencies(("onnxruntime",))
+            missing = missing_dependencies(MODEL_RUN_DEPENDENCIES)
             if missing:
-                raise MissingDependencyError("Running a MODEL needs onnxruntime. " + install_hint(missing))
+                raise MissingDependencyError(
+                    "Running a MODEL needs onnxruntime and onnx. " + install_hint(missing)
+                )
             rasters = (
                 raster_paths(self, parameters, context, "RASTERS") if given(parameters, "RASTERS") else []
             )
@@ -176,6 +181,7 @@ class AreaReportAlgorithm(GeoPlantAlgorithm):
                 output_report=report,
                 progress=progress,
                 input_files=inputs,
+                device=read_device(self, parameters, context),
             )
         progress.info(f"{len(result.sites)} sites, {result.raster.count} species, threshold {threshold:g}.")
         return {"OUTPUT_TABLE": table, "OUTPUT_REPORT": report}

@@ -9,6 +9,7 @@ progress)``. Not ``run``: that is QgsProcessingAlgorithm's own method, which
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -101,7 +102,8 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
         problem = parameter_problem(self, parameters, context)
         if problem:
             return False, problem
-        return super().checkParameterValues(parameters, context)
+        with no_gdal_sidecars():  # QGIS loads the input layers to check them
+            return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         """Check the parameters again (a QGIS task runs an algorithm without
@@ -113,7 +115,7 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
 
         progress = FeedbackProgress(feedback)
         on_signal = feedback.cancel if feedback is not None else None
-        with cancel_on_signals(on_signal), warnings.catch_warnings(record=True) as caught:
+        with cancel_on_signals(on_signal), no_gdal_sidecars(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 from .params import parameter_problem
@@ -133,6 +135,24 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
 
     def execute(self, parameters, context, feedback, progress):
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def no_gdal_sidecars():
+    """GDAL's PAM off in this thread while the block runs: a raster QGIS opens as a layer
+    (to check or read a parameter) would otherwise get a ``.aux.xml`` of statistics written
+    beside it, a file of the user's that the run did not create (docs/reliability.md)."""
+    try:
+        from osgeo import gdal
+    except ImportError:
+        yield
+        return
+    previous = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
 
 
 def report_warnings(caught, progress) -> None:

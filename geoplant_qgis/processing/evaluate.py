@@ -21,6 +21,8 @@ from qgis.core import (
 
 from ..core.errors import InputDataError, MissingDependencyError
 from .base import GeoPlantAlgorithm
+from .device import add_device, read_device
+from .device import help_text as device_help
 from .inputs import layer_file
 from .params import (
     add_model_parameters,
@@ -112,9 +114,13 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
         "'Load observations'. Predictions come either from PREDICTIONS (probability rasters written "
         "by 'Predict', bands '<name> (<id>)', sampled at the surveys) or from MODEL run at the surveys "
         "on RASTERS (MAPPING as in 'Predict').\n\n"
+        "Beside the fixed K, the same F1 and recall with each survey's own K, GeoPlant's 'Top-K "
+        "estimation': its expected richness (the sum of its probabilities) rounded, plus TOPK_MARGIN "
+        "(a whole number, default 0, may be negative), from 1 to TOP_K: in the summary (F1_RICHNESS), "
+        "the per-survey table (richness_k, f1_richness_k, recall_richness_k) and the report.\n\n"
         "TRAIN_SURVEYS (optional): the training surveys, for the naive baseline that predicts the K "
         "species most frequent in them everywhere.\n\n"
-        "OUTPUT_REPORT: an HTML report with plots; OUTPUT_TABLE: one CSV row per survey."
+        "OUTPUT_REPORT: an HTML report with plots; OUTPUT_TABLE: one CSV row per survey.\n\n" + device_help()
     )
 
     def initAlgorithm(self, config=None):
@@ -129,6 +135,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             "Input rasters (for MODEL)",
             model_optional=True,
         )
+        add_device(self)
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
                 "PREDICTIONS",
@@ -144,6 +151,14 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
                 QgsProcessingParameterNumber.Integer,
                 defaultValue=25,
                 minValue=1,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TOPK_MARGIN",
+                self.tr("Margin added to each survey's rounded richness for the richness-driven K"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=0,
             )
         )
         self.addParameter(
@@ -170,6 +185,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
         for name, label in (
             ("F1", "F1@K"),
             ("RECALL", "recall@K"),
+            ("F1_RICHNESS", "F1 with K from each survey's expected richness"),
             ("AUC_MICRO", "AUC micro"),
             ("AUC_MACRO", "AUC macro"),
             ("BASELINE_F1", "naive baseline F1@K"),
@@ -275,11 +291,14 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             output_table=table,
             progress=progress,
             input_files=input_files,
+            topk_margin=read_number(self, parameters, "TOPK_MARGIN", context, default=0),
+            device=read_device(self, parameters, context),
         )
         outputs = {
             "OUTPUT_REPORT": report,
             "F1": result.f1,
             "RECALL": result.recall,
+            "F1_RICHNESS": result.f1_richness,
             "AUC_MICRO": result.auc_micro,
             "AUC_MACRO": result.auc_macro,
             "BASELINE_F1": result.baseline["f1"] if result.baseline else None,

@@ -272,6 +272,12 @@ class LoadObservationsAlgorithm(GeoPlantAlgorithm):
                 )
                 yield frame, 80 + 20 * stop / max(n, 1)
 
+        if destination.lower().split("|")[0].endswith((".shp", ".dbf")):
+            raise QgsProcessingException(
+                "A shapefile would cut the field names to 10 characters (geoUncertaintyInM) and the "
+                "species lists to 254 characters, silently: save the observations as a GeoPackage "
+                "(.gpkg) instead."
+            )
         # an output that is the input (or one of its sidecars) is refused before anything starts
         check_outputs({"OUTPUT": [destination, *sidecars_of(destination)]}, {"INPUT": path})
         output = VectorFileOutput(destination, fields, context, progress=progress)

@@ -7,6 +7,7 @@ everywhere. Everything here runs in the algorithm's thread; core never sees a QG
 from __future__ import annotations
 
 import math
+import os
 import re
 
 from qgis.core import (
@@ -15,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
@@ -190,10 +192,15 @@ def _crs_problem(alg, parameters, name, context) -> str | None:
             f"{name} '{shown}' is not a coordinate reference system QGIS knows. Give a projected CRS in "
             f"metres as 'EPSG:<code>', e.g. EPSG:3035 (Europe, equal area) or EPSG:32631 (UTM zone 31N)."
         )
-    if crs.isGeographic():
+    if crs.isGeographic() or crs.mapUnits() == QgsUnitTypes.DistanceDegrees:
         return (
             f"{name} {crs.authid() or shown} is not projected (its units are degrees): cells must be square "
             f"in metres. Choose a projected CRS such as EPSG:3035 (Europe, equal area) or a UTM zone."
+        )
+    if "+proj=geocent" in crs.toProj() or crs.toWkt().upper().startswith("GEOCCS"):
+        return (
+            f"{name} {crs.authid() or shown} is geocentric (3D X, Y, Z from the Earth's centre), not a map "
+            f"projection: choose a projected CRS in metres such as EPSG:3035 or a UTM zone."
         )
     if crs.mapUnits() != QgsUnitTypes.DistanceMeters:
         units = QgsUnitTypes.toString(crs.mapUnits())
@@ -273,8 +280,52 @@ def parameter_problem(alg, parameters, context) -> str | None:
             problem = _extent_problem(alg, parameters, name, context)
         elif isinstance(definition, QgsProcessingParameterBand):
             problem = _bands_problem(name, value)
+        elif isinstance(definition, QgsProcessingParameterFile):
+            problem = _file_problem(definition, value)
+        elif isinstance(definition, QgsProcessingParameterMultipleLayers | QgsProcessingParameterRasterLayer):
+            problem = _layer_files_problem(name, value, context)
         if problem:
             return problem
+    return None
+
+
+def _file_problem(definition, value) -> str | None:
+    """A file parameter given as a path: it exists, is not a folder (unless a folder is
+    asked for), and has the extension asked for."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    path, name = value.strip(), definition.name()
+    if definition.behavior() == QgsProcessingParameterFile.Folder:
+        return None if os.path.isdir(path) else f"{name}: the folder {path} does not exist."
+    if os.path.isdir(path):
+        return f"{name}: {path} is a folder; give a file."
+    if not os.path.exists(path):
+        return f"{name}: the file {path} does not exist."
+    extension = definition.extension()
+    if extension and not path.lower().endswith("." + extension.lower()):
+        hint = " (decompress it first)" if path.lower().endswith((".gz", ".zip", ".bz2", ".xz")) else ""
+        return f"{name}: {os.path.basename(path)} is not a .{extension} file{hint}."
+    return None
+
+
+def _layer_files_problem(name, value, context) -> str | None:
+    """A layer parameter given as file names (qgis_process, scripts): each names a file or a
+    GDAL dataset, or a layer of the project."""
+    values = value if isinstance(value, list | tuple) else [value]
+    project = context.project() if context is not None else None
+    for item in values:
+        if not isinstance(item, str) or not item.strip():
+            continue
+        text = item.strip()
+        if project is not None and (project.mapLayer(text) is not None or project.mapLayersByName(text)):
+            continue
+        path = text.split("|", 1)[0]
+        if text.startswith("/vsi") or ":" in path[2:] or "://" in text:
+            continue  # a GDAL dataset name: GDAL says whether it opens
+        if os.path.isdir(path):
+            return f"{name}: {path} is a folder; give raster files."
+        if not os.path.exists(path):
+            return f"{name}: the file {path} does not exist (and no layer of the project has that name)."
     return None
 
 

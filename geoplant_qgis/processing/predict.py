@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
@@ -25,6 +26,8 @@ from qgis.core import (
 )
 
 from .base import GeoPlantAlgorithm
+from .device import add_device, read_device
+from .device import help_text as device_help
 from .inputs import layer_file
 from .limits import add_max_cells, read_max_cells
 from .limits import help_text as max_cells_help
@@ -38,6 +41,23 @@ from .params import (
     read_number,
 )
 from .styles import apply_on_load, band_range, named_ramp, pseudocolor, species_label, style_probability
+
+#: TOPK_MODE's options, by name (core.predict.outputs.TOPK_MODES; no core import at load)
+TOPK_MODES = ("fixed", "richness")
+
+
+def read_topk_mode(parameters) -> str:
+    """TOPK_MODE by name (``TOPK_MODE=richness``) or, as the enum's index, by number; other
+    text is handed to core, which refuses it in words."""
+    value = parameters.get("TOPK_MODE")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return TOPK_MODES[0]
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        index = int(value)
+        if 0 <= index < len(TOPK_MODES):
+            return TOPK_MODES[index]
+    return str(value)
+
 
 OUTPUTS = (
     ("OUTPUT_RICHNESS", "richness", "Richness (expected number of species)"),
@@ -83,7 +103,14 @@ class PredictAlgorithm(GeoPlantAlgorithm):
         "and a QGIS style), probabilities (float32, one band per species). Richness and top-K always "
         "cover every species of the model; SPECIES (ids or names, comma separated; default all) "
         "chooses which probability bands are written, in the order given. Files appear under their "
-        "names only when the run succeeds.\n\n" + max_cells_help()
+        "names only when the run succeeds.\n\n"
+        "TOPK_MODE: fixed (default: every cell gets its TOP_K species) or richness (GeoPlant's 'Top-K "
+        "estimation': each cell's K is its richness rounded to a whole number, plus TOPK_MARGIN, kept "
+        "from 1 to TOP_K; the ranks after it are nodata, -1). The richness is the one of the "
+        "richness output (the sum of probabilities, or with THRESHOLD the number of species with "
+        "p >= THRESHOLD), computed even when that raster is not written; softmax models need "
+        "THRESHOLD. TOPK_MARGIN: a whole number (default 0, may be negative). The top-K raster keeps "
+        "its TOP_K bands and names.\n\n" + max_cells_help() + "\n\n" + device_help()
     )
 
     def initAlgorithm(self, config=None):
@@ -114,6 +141,21 @@ class PredictAlgorithm(GeoPlantAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterEnum(
+                "TOPK_MODE", self.tr("K of each cell's top-K (fixed: TOP_K; richness: from its richness)"),
+                options=list(TOPK_MODES), allowMultiple=False, defaultValue="fixed", optional=False,
+                usesStaticStrings=True,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TOPK_MARGIN",
+                self.tr("Margin added to each cell's rounded richness (TOPK_MODE richness)"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=0,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterString(
                 "SPECIES",
                 self.tr("Species of the probability bands (ids or names, comma separated; default all)"),
@@ -137,6 +179,7 @@ class PredictAlgorithm(GeoPlantAlgorithm):
                 )
             )
         add_max_cells(self)
+        add_device(self)
         self.addOutput(QgsProcessingOutputNumber("CELLS", self.tr("Cells")))
         self.addOutput(QgsProcessingOutputNumber("VALID_CELLS", self.tr("Valid cells")))
         self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Seconds")))
@@ -175,6 +218,9 @@ class PredictAlgorithm(GeoPlantAlgorithm):
             outputs=paths,
             input_files={"AREA": layer_file(self, parameters, context, "AREA")},
             max_cells=read_max_cells(self, parameters, context),
+            topk_mode=read_topk_mode(parameters),
+            topk_margin=read_number(self, parameters, "TOPK_MARGIN", context, default=0),
+            device=read_device(self, parameters, context),
         )
         result = run(request, progress)
 

@@ -3,6 +3,7 @@ environmental-values CSV. Layers become paths and plain arrays here; core does t
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,15 +83,18 @@ def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points
         )
     index = names.index(field)
     ids, xs, ys = [], [], []
+    skipped = 0  # features without a usable point or id: counted and said, never dropped silently
     for feature in source.getFeatures():
         if feedback is not None and feedback.isCanceled():
             break
         geometry = feature.geometry()
         if geometry is None or geometry.isEmpty():
+            skipped += 1
             continue
         point = geometry.vertexAt(0)
         value = feature.attributes()[index]
-        if is_null(value):
+        if is_null(value) or not (math.isfinite(point.x()) and math.isfinite(point.y())):
+            skipped += 1
             continue
         if integer_ids or isinstance(value, float):
             number = whole_number(value)
@@ -102,6 +106,12 @@ def read_points(alg, parameters, context, feedback, integer_ids=False) -> Points
         ys.append(point.y())
     if not ids:
         raise QgsProcessingException("The POINTS layer has no point with a surveyId.")
+    if skipped and feedback is not None:
+        feedback.reportError(
+            f"{skipped} feature(s) of POINTS were left out: no geometry, coordinates that are not "
+            f"numbers, or no {ID_FIELD}.",
+            False,
+        )
     array = (
         np.array(ids, dtype=np.int64) if all(isinstance(i, int) for i in ids) else np.array(ids, dtype=object)
     )

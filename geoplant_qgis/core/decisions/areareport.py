@@ -287,10 +287,12 @@ def predict_under_sites(
     output_report=None,
     progress=None,
     input_files: Mapping[str, object] | None = None,
+    device: str | None = "auto",
 ) -> AreaReport:
     """Predict the model's probabilities under the sites (their polygons as the AREA) into a
     private temporary folder (never one of the user's; removed at the end, whatever happens),
-    then :func:`area_report` on them."""
+    then :func:`area_report` on them. ``device``: where the model runs ("auto", "cpu",
+    "cuda", ...)."""
     from ..engine import predict, run_input_files
     from ..progress import ScaledProgress
 
@@ -313,6 +315,7 @@ def predict_under_sites(
             top_k=0,
             output_probabilities=path,
             progress=ScaledProgress(progress, 0, 60),
+            device=device,
         )
         return area_report(
             path,

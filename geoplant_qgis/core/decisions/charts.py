@@ -25,6 +25,16 @@ def _figure(width: float = 4.6, height: float = 3.0):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _unit_square(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Square axes from 0 to 1 on both sides (ROC curves, reliability diagrams)."""
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
 def to_svg(figure) -> str:
     """The figure as one ``<svg>`` element (XML header and doctype dropped)."""
     from matplotlib import rc_context
@@ -127,12 +137,7 @@ def roc_curves(
             ax.plot(
                 fpr, tpr, linewidth=2.2 if i == 0 else 1.2, label=label, color="#222222" if i == 0 else None
             )
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_aspect("equal")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title(title)
+        _unit_square(ax, "false positive rate", "true positive rate", title)
         if curves:
             ax.legend(loc="lower right", fontsize=7)
         return to_svg(fig)
@@ -171,11 +176,6 @@ def reliability(rel: dict, title: str = "reliability diagram") -> str:
             linewidth=1.6,
             label="mean predicted vs observed",
         )
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_aspect("equal")
-        ax.set_xlabel("predicted probability")
-        ax.set_ylabel("observed frequency")
-        ax.set_title(title)
+        _unit_square(ax, "predicted probability", "observed frequency", title)
         ax.legend(loc="upper left", fontsize=7)
         return to_svg(fig)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from ..errors import InputDataError, OutputError
-from ..files import Publication, dataset_file, sidecars_of, temporary_sibling
+from ..files import Publication, dataset_file, remove_stale, sidecars_of, temporary_sibling
 
 #: band order and descriptions of every 4-band GeoPlant patch
 PATCH_BANDS = ("red", "green", "blue", "nir")
@@ -200,6 +200,9 @@ class PatchTree:
         self._files: dict[tuple[int, int], tuple[str, str]] = {}
         self._folders: dict[tuple[int, int], tuple[str, str]] = {}
         self._checked: set[str] = set()
+        # temporaries that killed runs left anywhere in the tree (CD/AB folders this run
+        # may not write into): removed once, up front
+        remove_stale(self.root, getattr(publication, "progress", None), depth=2)
         for name, sources in (inputs or {}).items():
             for source in [sources] if isinstance(sources, str | os.PathLike) else sources or ():
                 path = dataset_file(source) if source else None

@@ -209,7 +209,7 @@ class Pipeline:
             data = prepend_normalisation(model.data, steps)
             graph = append_postprocess(data, card.output.name, n, card.output.activation, **args)
             folder = os.path.dirname(os.path.abspath(model.path))  # its external data, if any
-            self.sessions = [session(graph, threads, folder) for _ in range(self.workers)]
+            self.sessions = [session(graph, threads, folder, model.execution) for _ in range(self.workers)]
             self.names = [APPENDED_OUTPUTS[k] for k in (*wanted, *self.checks)]
             self.rename = {
                 name: PREPENDED_PREFIX + name
@@ -220,8 +220,9 @@ class Pipeline:
             self.graph_normalises = frozenset(name for name, _, _ in steps)
         else:  # two sessions: the model as it is, then the post-processing graph
             post = postprocess_graph(n, card.output.activation, **args)
-            self.model_sessions = [session(model.path, threads) for _ in range(self.workers)]
-            self.sessions = [session(post, threads) for _ in range(self.workers)]
+            run_on = model.execution
+            self.model_sessions = [session(model.path, threads, None, run_on) for _ in range(self.workers)]
+            self.sessions = [session(post, threads, None, run_on) for _ in range(self.workers)]
             self.names = [*wanted, *self.checks]
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()

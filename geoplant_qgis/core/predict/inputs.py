@@ -33,6 +33,42 @@ OUTLINE_POINTS = 65
 Required = tuple[Any, bool, np.ndarray, np.ndarray, list["Footprint"]]
 
 
+#: rasters named in a missing-variables message (the rest counted)
+SHOWN_RASTERS = 12
+
+
+def resolve_inputs(card: ModelCard, raster_paths: list, mapping) -> dict[str, BandRef]:
+    """Every variable of ``card`` -> its band (:func:`core.sources.locate_variables`: band
+    descriptions, one-band file stems, folders of rasters, MAPPING). What is missing is
+    reported per input, a cube's in runs of consecutive elements ("bioclim: 12 of 912
+    missing: tas_2018-01 to tas_2018-12 (12)")."""
+    from ..cubenames import describe_missing
+    from ..modelcard import listed
+    from ..sources import available_text, locate_variables
+
+    refs, missing, catalogue = locate_variables(card.variable_names(), raster_paths, mapping)
+    if not missing:
+        return refs
+    lost = set(missing)
+    parts = []
+    for spec in card.inputs:
+        names = spec.source_names
+        if not lost.intersection(names):
+            continue
+        if spec.kind == "cube":
+            parts.append(describe_missing(f"'{spec.name}'", names, lost))
+        else:
+            gone = [n for n in names if n in lost]
+            parts.append(f"'{spec.name}': {len(gone)} of {len(names)} missing: {listed(gone, 20)}")
+    raise InputDataError(
+        f"{len(missing):,} variable(s) not found in the rasters: {'; '.join(parts)}. A variable is a band "
+        "whose description is its name, or a one-band raster named after it (case, '_', '-' and spaces "
+        "ignored; a folder given as a raster stands for every raster in it). Available: "
+        f"{available_text(catalogue, SHOWN_RASTERS)}. Give the rest with MAPPING, e.g. "
+        f"'{missing[0]}=/path/to/raster.tif#1'."
+    )
+
+
 class Inputs:
     """The samplers of every model input, and the cell -> tensor preparation."""
 
@@ -48,11 +84,11 @@ class Inputs:
         rasters and ``mapping`` (:func:`core.sources.resolve_variables`). ``leave_raw``:
         inputs whose normalisation the inference graph does (fed raw)."""
         from ..sampling import PatchSampler, PointSampler
-        from ..sources import parse_mapping, resolve_variables
+        from ..sources import parse_mapping
 
         if isinstance(mapping, str):
             mapping = parse_mapping(mapping)
-        refs = resolve_variables(card.variable_names(), list(raster_paths or []), mapping or None)
+        refs = resolve_inputs(card, list(raster_paths or []), mapping or None)
         self.specs = card.inputs
         self.leave_raw = frozenset(leave_raw)
         self.refs = {spec.name: [refs[n] for n in spec.source_names] for spec in card.inputs}
@@ -89,7 +125,8 @@ class Inputs:
         for spec, sampler in zip(self.specs, self.samplers, strict=True):
             if lazy_patches(spec):
                 # validity from the fine grid; the valid patches are cut by the inference threads
-                lazy[spec.name] = patches = sampler.patches(xs, ys)
+                pre = spec.apply_head if spec.head else None  # clip, power...: on the fine grid
+                lazy[spec.name] = patches = sampler.patches(xs, ys, pre)
                 valid &= patches.valid
                 continue
             tensor, complete = spec.prepare(sampler.sample(xs, ys), normalise=spec.name not in leave_raw)
@@ -253,7 +290,7 @@ class Inputs:
 
         The samplers' open datasets are used, and the grid's bounds are transformed once per
         source CRS (each costs tens of ms; a card may name 19 variables in one CRS)."""
-        from rasterio.warp import transform_bounds
+        from ..grid import outline_bounds
 
         left, bottom, right, top = grid.bounds
         footprints = {f.path: f for sampler in self.samplers for f in sampler.footprints()}
@@ -266,9 +303,7 @@ class Inputs:
                 key = footprint.crs.to_wkt()
                 if key not in in_crs:
                     try:
-                        in_crs[key] = transform_bounds(
-                            grid.crs, footprint.crs, left, bottom, right, top, densify_pts=21
-                        )
+                        in_crs[key] = outline_bounds(grid.bounds, grid.crs, footprint.crs)
                     except Exception:  # no valid transform: leave it to the sampler
                         in_crs[key] = None
                 b, s = in_crs[key], footprint.bounds

@@ -1,8 +1,10 @@
 """Loading a model: its card and bytes, the ONE onnxruntime session recipe, the workers.
 
 Every onnxruntime session of GeoPlant that runs a model for its values (predict, the
-point API, the estimate's timing, extract) is made by :func:`session`: same options, same
-execution providers (:data:`PROVIDERS`; CPU only for now).
+point API, the estimate's timing, extract) is made by :func:`session`: same options, and
+the execution providers of an :class:`Execution` (the ``device`` asked for, resolved against
+the installed onnxruntime; a missing or failing accelerator falls back to the CPU with a
+warning), else :data:`PROVIDERS`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..devices import (  # noqa: F401 - re-exported: the device names live where Qt code can read them
+    AUTO_PROVIDERS,
+    CPU_PROVIDER,
+    DEFAULT_DEVICE,
+    DEVICE_NAMES,
+    DEVICES,
+    INSTALL_HINTS,
+    check_device,
+)
 from ..errors import InputDataError, MissingDependencyError, ModelCardError
 from ..postprocess import EXTERNAL_DATA_FOLDER_KEY
 
 if TYPE_CHECKING:
     from ..modelcard import ModelCard
 
-#: the execution providers of every session, in order of preference
+#: the execution providers of a session made without an :class:`Execution`
 PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
 #: at most this many concurrent onnxruntime sessions (one per core)
 MAX_WORKERS = 4
@@ -37,10 +48,106 @@ def onnxruntime() -> Any:
     return ort
 
 
-def session(model: str | bytes, threads: int | None = None, folder: str | None = None) -> Any:
+class Execution:
+    """Where the sessions of one run execute: the ``device`` asked for, resolved once
+    against ``onnxruntime.get_available_providers()``.
+
+    "auto" takes the first of :data:`AUTO_PROVIDERS` the installed onnxruntime offers, else
+    the CPU. A provider that is not installed, that fails to create a session, or that
+    onnxruntime silently drops (missing CUDA / cuDNN libraries) falls back to the CPU with a
+    warning through ``progress`` saying which provider was asked, why it failed and how to
+    install it; never an error. The provider that ran is said once (``progress.info``).
+    """
+
+    def __init__(self, device: Any = DEFAULT_DEVICE, progress: Any = None):
+        from ..progress import as_progress
+
+        self.device = check_device(device)
+        self.progress = as_progress(progress)
+        #: the providers of the next session; None until the first session resolves them
+        self.providers: list[str] | None = None
+        #: the provider that ran the first session, once made
+        self.ran: str | None = None
+        self.warnings: list[str] = []
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.progress.warning(message)
+
+    def _fallback(self, provider: str, why: str) -> None:
+        hint = INSTALL_HINTS.get(provider, "install an onnxruntime build that includes it")
+        self._warn(
+            f"Device '{self.device}': {provider} {why}; running on the CPU instead. To use it, {hint}."
+        )
+        self.providers = [CPU_PROVIDER]
+
+    def resolve(self, ort: Any) -> list[str]:
+        """The providers for the sessions, in order of preference (warns when falling back)."""
+        if self.providers is not None:
+            return self.providers
+        try:
+            available = list(ort.get_available_providers())
+        except Exception:  # an odd build: the CPU is always there
+            available = [CPU_PROVIDER]
+        wanted = DEVICES[self.device]
+        if wanted is None:  # auto
+            chosen = next((p for p in AUTO_PROVIDERS if p in available), None)
+            self.providers = [chosen, CPU_PROVIDER] if chosen else [CPU_PROVIDER]
+        elif wanted == CPU_PROVIDER:
+            self.providers = [CPU_PROVIDER]
+        elif wanted in available:
+            self.providers = [wanted, CPU_PROVIDER]
+        else:
+            version = getattr(ort, "__version__", "?")
+            self._fallback(
+                wanted,
+                f"is not available in the installed onnxruntime {version} (it offers {', '.join(available)})",
+            )
+        assert self.providers is not None
+        return self.providers
+
+    def session(self, ort: Any, model: str | bytes, options: Any) -> Any:
+        """An onnxruntime session on the resolved providers, else on the CPU."""
+        providers = self.resolve(ort)
+        if providers[0] != CPU_PROVIDER:
+            asked = providers[0]
+            try:
+                sess = ort.InferenceSession(model, options, providers=providers)
+            except Exception as error:  # onnxruntime raises its own exception classes
+                reason = " ".join(str(error).split())[:300] or type(error).__name__
+                self._fallback(asked, f"failed to start ({reason})")
+            else:
+                ran = list(sess.get_providers())
+                if ran and ran[0] == asked:
+                    self._said(asked)
+                    return sess
+                self._fallback(asked, "could not be started by onnxruntime (its libraries did not load)")
+                self._said(CPU_PROVIDER)
+                return sess
+        sess = ort.InferenceSession(model, options, providers=[CPU_PROVIDER])
+        self._said(CPU_PROVIDER)
+        return sess
+
+    def _said(self, provider: str) -> None:
+        if self.ran is not None:
+            return
+        self.ran = provider
+        how = ""
+        if self.device == "auto" and provider == CPU_PROVIDER and not self.warnings:
+            how = ": the installed onnxruntime offers no GPU provider"
+        self.progress.info(f"Execution provider: {provider} (device {self.device}{how}).")
+
+
+def session(
+    model: str | bytes,
+    threads: int | None = None,
+    folder: str | None = None,
+    execution: Execution | None = None,
+) -> Any:
     """An onnxruntime session on ``model`` (a path or the model's bytes): full graph
     optimisation, sequential execution, ``threads`` intra-op threads (default onnxruntime's),
-    no busy-waiting, :data:`PROVIDERS`. ``folder``: where the external data files of a
+    no busy-waiting; the providers of ``execution`` (its device, with the CPU fallback),
+    else :data:`PROVIDERS`. ``folder``: where the external data files of a
     model given as bytes are (the model file's folder; models over 2 GB keep their weights
     there, see :mod:`..postprocess`)."""
     ort = onnxruntime()
@@ -54,6 +161,8 @@ def session(model: str | bytes, threads: int | None = None, folder: str | None =
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if folder:
         options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, os.path.abspath(folder))
+    if execution is not None:
+        return execution.session(ort, model, options)
     return ort.InferenceSession(model, options, providers=list(PROVIDERS))
 
 
@@ -72,11 +181,20 @@ def workers(threads: int | None) -> tuple[int, int]:
 
 
 class LoadedModel:
-    """An ONNX model and its validated card (``card=``: one already read from this file)."""
+    """An ONNX model and its validated card (``card=``: one already read from this file).
+    ``device``: where its sessions run (:class:`Execution`; warnings and the provider that
+    ran go to ``progress``)."""
 
     def __init__(
-        self, model_path: str | os.PathLike[str], threads: int | None = None, card: ModelCard | None = None
+        self,
+        model_path: str | os.PathLike[str],
+        threads: int | None = None,
+        card: ModelCard | None = None,
+        *,
+        device: Any = DEFAULT_DEVICE,
+        progress: Any = None,
     ):
+        self.execution = Execution(device, progress)
         path = os.fspath(model_path)
         if not os.path.isfile(path):
             raise InputDataError(f"Model file not found: {path}")

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 #: the output kinds of predict, in the order they are written
@@ -32,6 +33,9 @@ OUTPUT_LABELS: dict[str, str] = {
     "probabilities": "OUTPUT_PROBABILITIES",
 }
 _BAND_SPECIES_ID = re.compile(r"\((-?\d+)\)\s*$")
+#: TOPK_MODE of predict: "fixed" (every cell its TOP_K species) or "richness" (each cell's K
+#: from its expected richness, :func:`richness_k`; the ranks after it are nodata)
+TOPK_MODES: tuple[str, ...] = ("fixed", "richness")
 
 
 def probability_band_description(name: str, species_id: int) -> str:
@@ -122,6 +126,31 @@ def topk_sidecars(path: str | os.PathLike[str]) -> list[str]:
     """The files written next to a top-K raster: its species table and its QGIS style."""
     stem = os.path.splitext(os.path.abspath(os.fspath(path)))[0]
     return [stem + SPECIES_CSV_SUFFIX, stem + ".qml"]
+
+
+def richness_k(richness: Any, margin: int, top_k: int) -> Any:
+    """Each cell's K in TOPK_MODE "richness": its richness rounded to the nearest whole number
+    (halves to even, as numpy's ``rint``) plus ``margin``, kept between 1 and ``top_k``;
+    ``top_k`` where the richness is not a number. int64 array, the shape of ``richness``."""
+    import numpy as np
+
+    values = np.asarray(richness, dtype=np.float64)
+    finite = np.isfinite(values)
+    k = np.rint(np.where(finite, values, 0.0)) + int(margin)
+    k = np.clip(k, 1, max(1, int(top_k))).astype(np.int64)
+    return np.where(finite, k, int(top_k))
+
+
+def mask_topk_by_richness(topk: Any, richness: Any, margin: int) -> Any:
+    """``topk`` [cells, K] (species ids by rank) with the ranks after each cell's
+    :func:`richness_k` set to :data:`TOPK_NODATA`, in place; returned."""
+    import numpy as np
+
+    if topk.ndim != 2 or not topk.shape[1]:
+        return topk
+    k = richness_k(richness, margin, topk.shape[1])
+    topk[np.arange(topk.shape[1])[None, :] >= k[:, None]] = TOPK_NODATA
+    return topk
 
 
 def output_files(outputs: Mapping[str, str]) -> dict[str, list[str]]:

@@ -123,6 +123,9 @@ def _resolve_outputs(outputs: Mapping[str, PathLike | None] | None) -> dict[str,
     unknown = [k for k in (outputs or {}) if k not in KINDS]
     if unknown:
         raise OutputError(f"Unknown output kind {unknown[0]!r}: give {', '.join(KINDS)}.")
+    bad = [(k, v) for k, v in (outputs or {}).items() if v and not isinstance(v, str | os.PathLike)]
+    if bad:
+        raise OutputError(f"The {bad[0][0]} output must be a file path (text), not {bad[0][1]!r:.80}.")
     resolved = {k: os.path.abspath(os.fspath(v)) for k, v in (outputs or {}).items() if v}
     resolved = {k: resolved[k] for k in KINDS if k in resolved}
     if not resolved:
@@ -133,6 +136,31 @@ def _resolve_outputs(outputs: Mapping[str, PathLike | None] | None) -> dict[str,
     if len(set(paths)) != len(paths):
         raise OutputError("Two outputs have the same file name; give each output its own file.")
     return resolved
+
+
+def _topk_mode(mode: Any, margin: Any) -> tuple[str, int]:
+    """TOPK_MODE ("fixed" or "richness"; None: "fixed") and TOPK_MARGIN (a whole number,
+    may be negative; None: 0), checked."""
+    from .. import checks
+    from .outputs import TOPK_MODES
+
+    text = "fixed" if mode is None else str(mode).strip().lower()
+    if text not in TOPK_MODES:
+        raise InputDataError(
+            f"TOPK_MODE must be 'fixed' (every cell its TOP_K species) or 'richness' (each cell's K "
+            f"from its expected richness plus TOPK_MARGIN); got {mode!r}."
+        )
+    value = int(
+        checks.number(
+            0 if margin is None else margin,
+            "TOPK_MARGIN",
+            minimum=-checks.MAX_TOP_K,
+            maximum=checks.MAX_TOP_K,
+            integer=True,
+            what="species added to each cell's rounded richness to make its K, e.g. 0 or 2",
+        )
+    )
+    return text, value
 
 
 def _raster_list(raster_paths: Any) -> list[str]:
@@ -178,6 +206,12 @@ class PredictRequest:
     threads: int | None = None
     input_files: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    #: where the model runs: one of :data:`.model.DEVICE_NAMES` (see :class:`.model.Execution`)
+    device: str = "auto"
+    #: TOPK_MODE: "fixed" (every cell its ``top_k`` species) or "richness" (each cell's K
+    #: is its richness rounded, plus ``topk_margin``, from 1 to ``top_k``; later ranks -1)
+    topk_mode: str = "fixed"
+    topk_margin: int = 0
 
     # -- building ------------------------------------------------------------------------
 
@@ -205,6 +239,9 @@ class PredictRequest:
         card: ModelCard | None = None,
         seconds_per_cell: float | None = None,
         check_limit: bool = True,
+        device: str | None = "auto",
+        topk_mode: str | None = "fixed",
+        topk_margin: int | None = 0,
     ) -> PredictRequest:
         """Check every argument once and return the request, or raise a :class:`GeoPlantError`.
 
@@ -222,7 +259,12 @@ class PredictRequest:
         $GEOPLANT_MAX_CELLS, else 50,000,000); the refusal's time estimate uses
         ``seconds_per_cell`` when given, else times the model on a small batch (only when
         refusing); ``check_limit=False`` leaves the limit to :meth:`estimate` (the dock's
-        live checks). ``card``: the model's card when already read.
+        live checks). ``card``: the model's card when already read. ``device``: where the
+        model runs ("auto", "cpu", "cuda", ...: :data:`.model.DEVICE_NAMES`; a missing or
+        failing GPU falls back to the CPU with a warning when it runs). ``topk_mode``:
+        "fixed" or "richness" (each cell's K from its richness, sum of probabilities or with
+        ``threshold`` the count, rounded, plus ``topk_margin``, from 1 to ``top_k``; ranks
+        after it are nodata -1: :func:`.outputs.richness_k`).
         """
         from .. import checks
         from ..files import check_outputs
@@ -237,6 +279,7 @@ class PredictRequest:
         raster_list = _raster_list(rasters)
         k = checks.top_k(0 if top_k is None else top_k)
         threshold = checks.threshold(threshold)
+        mode, margin = _topk_mode(topk_mode, topk_margin)
         size = None if cell_size is None else checks.cell_size(cell_size)
         if isinstance(extent, Extent):
             extent_value: Extent | None = Extent.of(extent, extent_crs)
@@ -248,6 +291,9 @@ class PredictRequest:
             )
         if threads is not None:
             threads = int(checks.number(threads, "threads", minimum=1, maximum=1024, integer=True))
+        from .model import check_device
+
+        device = check_device(device)
         check_outputs(output_files(resolved), run_input_files(model, raster_list, mapping, input_files))
         if "topk" in resolved and k == 0:
             raise InputDataError("A top-K raster was requested but TOP_K is 0; set TOP_K to 1 or more.")
@@ -275,7 +321,15 @@ class PredictRequest:
         if "topk" in resolved and k > n_species:
             warnings.append(f"TOP_K {k} is more than the model's {n_species} species; using {n_species}.")
             k = n_species
+        softmax_sum = card.output.activation == "softmax" and threshold is None
+        if mode == "richness" and "topk" in resolved and softmax_sum:
+            raise InputDataError(
+                "TOPK_MODE 'richness' takes each cell's K from its richness, but this model's output is a "
+                "softmax (its probabilities sum to 1), so the sum is not a richness. Give a THRESHOLD "
+                "(K then follows the number of species with p >= THRESHOLD) or use TOPK_MODE 'fixed'."
+            )
         if "topk" not in resolved:
+            mode = "fixed"
             k = 0
 
         grid_crs = crs or (card.grid.crs if card.grid else DEFAULT_CRS)
@@ -314,6 +368,9 @@ class PredictRequest:
             threads=threads,
             input_files=dict(input_files or {}),
             warnings=tuple(warnings),
+            device=device,
+            topk_mode=mode,
+            topk_margin=margin,
         )
         if check_limit:
             request.check_limit(seconds_per_cell)

@@ -42,6 +42,7 @@ from .blocks import PREFETCH_DEPTH, block_windows, default_block_cells
 from .inference import OutputValuesError, PendingRun, Pipeline
 from .inputs import Inputs
 from .model import LoadedModel
+from .outputs import mask_topk_by_richness
 from .publish import discard, finish_and_publish
 
 if TYPE_CHECKING:
@@ -136,16 +137,25 @@ class Plan:
             check_disk_space(
                 (s.path, estimate_bytes(grid.width, grid.height, s.count, s.dtype)) for s in specs.values()
             )
-            model = LoadedModel(request.model, request.threads, card=request.card)
+            model = LoadedModel(
+                request.model, request.threads, card=request.card, device=request.device, progress=progress
+            )
             pipeline = Pipeline(
                 model,
                 list(request.columns),
                 top_k=request.top_k,
-                richness="richness" in specs,
+                # TOPK_MODE "richness": each cell's K comes from its richness (computed then
+                # even when the richness raster is not written)
+                richness="richness" in specs or request.topk_mode == "richness",
                 threshold=request.threshold,
                 probabilities="probabilities" in specs,
             )
             progress.info(pipeline.describe())
+            if request.topk_mode == "richness":
+                progress.info(
+                    f"Top-K: each cell's K is its richness rounded plus {request.topk_margin} "
+                    f"(from 1 to {request.top_k}); the ranks after it are nodata (-1)."
+                )
             inputs = Inputs(
                 request.card, request.rasters, request.mapping, grid.crs, pipeline.graph_normalises
             )
@@ -324,6 +334,8 @@ def _raster_block(plan: Plan, block: Block, results: dict[str, np.ndarray] | Non
     """A block's results laid out as [bands, rows, cols] per output, nodata where invalid."""
     arrays = {}
     n_valid = block.n_valid
+    if results is not None and plan.request.topk_mode == "richness" and "topk" in results:
+        mask_topk_by_richness(results["topk"], results["richness"], plan.request.topk_margin)
     for kind, spec in plan.specs.items():
         shape = (spec.count, block.rows, block.cols)
         if results is not None and n_valid == len(block.valid):
@@ -418,3 +430,11 @@ def _raise_failure(inbox: queue.Queue) -> None:
             return
         if isinstance(item, _Failed):
             raise item.error
+
+
+def stream(plan: Plan, progress: Any = None) -> int:
+    """The stream stage alone (:func:`_stream`): every window of ``plan`` computed and put
+    into ``plan.writers`` (opened here, neither finished nor published); the valid cells.
+    For runners that cut the grid themselves (:mod:`core.cluster`: one tile's windows into
+    its tile files, with a pipeline kept across tiles)."""
+    return _stream(plan, as_progress(progress))
