@@ -65,6 +65,15 @@ def missing_dependencies(modules=None) -> list[str]:
     return [m for m in modules if not is_available(m)]
 
 
+def check_model_run_dependencies() -> None:
+    """MissingDependencyError, with what to install, when running a MODEL cannot work."""
+    missing = missing_dependencies(MODEL_RUN_DEPENDENCIES)
+    if missing:
+        from .core.errors import MissingDependencyError
+
+        raise MissingDependencyError("Running a MODEL needs onnxruntime and onnx. " + install_hint(missing))
+
+
 def install_hint(modules) -> str:
     """A plain-words sentence telling the user what to install."""
     parts = []

@@ -60,7 +60,6 @@ def extent_text(extent, crs="EPSG:3035") -> str:
 def write_area(path: Path, wkts, epsg=3035, driver="GPKG") -> str:
     from osgeo import ogr, osr
 
-    ogr.UseExceptions()
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(epsg)
     ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))

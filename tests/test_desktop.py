@@ -1,7 +1,10 @@
-"""The real QGIS desktop under Xvfb, with the plugin installed: open the dock, take a screenshot.
+"""The real QGIS desktop under Xvfb, with the plugin installed: the dock as a planner meets it.
 
-The screenshots land in test-artifacts/ (desktop-dock.png, desktop-results.png) for a person
-to look at.
+A rectangle drawn on a map in EPSG:4326, a run, "What grows here?" with its marker, a larger
+run timed against the estimate, a cancel, a project saved and reopened. The screenshots land
+in test-artifacts/ (desktop-dock.png, desktop-drawn.png, desktop-results.png,
+desktop-identify.png, desktop-cancel.png, desktop-reopen.png) for a person to look at; the
+estimate and the real time of the timed run go to test-artifacts/desktop-report.json.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def test_desktop_dock_screenshot(tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "desktop-dock.png"
     result_shot = ARTIFACTS / "desktop-results.png"
-    for path in (shot, result_shot):
+    names = ["desktop-drawn.png", "desktop-identify.png", "desktop-cancel.png", "desktop-reopen.png"]
+    for path in (shot, result_shot, *(ARTIFACTS / n for n in names)):
         path.unlink(missing_ok=True)
     report = tmp_path / "report.json"
     env = headless_env(profile_root)
@@ -69,6 +73,7 @@ def test_desktop_dock_screenshot(tmp_path):
         GEOPLANT_DESKTOP_MODEL=model,
         GEOPLANT_DESKTOP_RASTERS=os.pathsep.join(rasters),
         GEOPLANT_DESKTOP_OUTPUT=str(out),
+        GEOPLANT_DESKTOP_ARTIFACTS=str(ARTIFACTS),
     )
     done = subprocess.run(
         [
@@ -87,7 +92,7 @@ def test_desktop_dock_screenshot(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=500,
     )
     assert (
         report.exists()
@@ -100,5 +105,36 @@ def test_desktop_dock_screenshot(tmp_path):
     assert "Pinus" not in seen["card"] and "4 species" in seen["card"]
     assert seen["saved"] and shot.stat().st_size > 10_000
     assert seen["has_predict"], seen  # installed with onnxruntime: predict must register
+    (ARTIFACTS / "desktop-report.json").write_text(json.dumps(seen, indent=1))
     assert "finished" in seen["run_message"], seen["run_message"]
     assert seen["result_saved"] and result_shot.exists()
+    for name in names:
+        assert (ARTIFACTS / name).exists(), name
+    # the inputs table shows the layer and band, not one letter
+    assert seen["choices"]["Bio1"].startswith("bio1, Band 1"), seen["choices"]
+    assert seen["choices"]["Bio12"].startswith("bio12, Band 1"), seen["choices"]
+    assert seen["layer_column_width"] >= 100
+    # the draw button clicked twice: still on; a rectangle in EPSG:4326 is an area, with its size
+    assert seen["tool_on_after_second_click"]
+    assert seen["area_crs"] == "EPSG:4326" and seen["area_is_polygon_in_request"]
+    assert "km²" in seen["area_text"] or " ha" in seen["area_text"], seen["area_text"]
+    # What grows here?: the outputs answer, with a probability for every species, a marker
+    assert seen["identify_run"] == "drawn" and seen["identify_markers"] == 1 and seen["identify_marker_shown"]
+    assert seen["identify_species"] and all(p is not None for _, _, p in seen["identify_species"])
+    assert "species\nFrom the outputs of run drawn" in seen["identify_text"]
+    assert seen["copied"].startswith("x\ty\tcrs\tsource")
+    # the estimate within 2x of the real run; progress figures while it ran
+    timing = seen["calibration_timing"]
+    assert timing and timing["cells"] == seen["calibration_cells"], seen
+    ratio = seen["calibration_estimate"] / timing["real"]
+    assert 0.5 <= ratio <= 2.0, (seen["calibration_estimate"], timing)
+    assert any("cells/s" in text for text in seen["progress_texts"]), seen["progress_texts"]
+    # cancel: said once, as cancelled; never "Task failed"
+    assert "cancelled" in seen["cancel_message"].lower()
+    bars = [text for texts in seen["cancel_bar"] for text in texts]
+    assert not any("Task failed" in text for text in bars), bars
+    assert all(len([t for t in texts if "cancel" in t.lower()]) <= 1 for texts in seen["cancel_bar"]), bars
+    # reopened: no "Finished in" from before, the ticked species kept, the layers answer
+    assert seen["project_read"] and "Finished" not in seen["after_reopen_time_text"]
+    assert seen["after_reopen_species"] == seen["species_before"] != []
+    assert seen["after_reopen_identify_run"] in ("drawn", "timed")

@@ -139,7 +139,7 @@ def test_dock_builds_with_every_section(dock):
     from qgis.gui import QgsCollapsibleGroupBox
 
     titles = {box.title() for box in dock.findChildren(QgsCollapsibleGroupBox)}
-    assert titles == {"Model", "Inputs", "Area", "Grid", "Outputs", "What grows here?"}
+    assert titles == {"Model", "Inputs", "Area", "Grid", "Outputs", "What grows here?", "Decisions"}
     texts = [b.text() for b in dock.findChildren(type(dock.run_button))]
     for label in (
         "Run",
@@ -152,7 +152,7 @@ def test_dock_builds_with_every_section(dock):
     ):
         assert label in texts
     assert not dock.run_button.isEnabled()
-    assert dock.input_table.columnCount() == 4
+    assert dock.input_table.columnCount() == 3  # Variable (with its status mark), Layer, Band
 
 
 def test_card_summary_and_grid_defaults(dock, world):
@@ -163,9 +163,10 @@ def test_card_summary_and_grid_defaults(dock, world):
     assert "100 m in EPSG:3035" in text
     assert dock.cell_size_spin.value() == 100.0
     assert dock.grid_crs().authid() == "EPSG:3035"
+    assert [name for name, _, _ in dock.rows] == ["Bio1", "Bio12"]
     assert [dock.input_table.item(r, 0).text() for r in range(dock.input_table.rowCount())] == [
-        "Bio1",
-        "Bio12",
+        "✗ Bio1",
+        "✗ Bio12",
     ]
     assert dock.species_list.count() == 3
     assert dock.species_list.item(1).text() == "Species 1 (101)"
@@ -281,7 +282,10 @@ def test_area_choices_and_live_estimate(dock, world, project, qgis_canvas):
     assert any("too many for one run" in r for r in dock.run_blockers())
     dock.cell_size_spin.setValue(100.0)
     dock.flush()
-    assert dock.estimate_warning.text() == ""
+    # the 100 km area is mostly outside the 1 km rasters: said live, in words, before Run
+    assert dock.estimate_warning.text() == (
+        "Nearly all of the area lies outside the raster of Bio1, Bio12: those cells will be empty (nodata)."
+    )
     # a geographic grid CRS is refused with a reason
     dock.crs_widget.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
     assert any("projected CRS" in r for r in dock.run_blockers())
@@ -295,7 +299,13 @@ def test_one_run_gives_richness_topk_and_chosen_probabilities(dock, world, proje
     dock.set_species_checked([])
     dock.update_estimate()
     without = dock.last_estimate.seconds
-    assert without == pytest.approx(ROWS * COLS * 1e-3 * 1.25)
+    from geoplant_qgis.gui import state as dock_state
+
+    # the model's time per cell, plus sampling two files and writing, plus the start
+    per_cell = (
+        1e-3 * 1.25 + 2 * dock_state.SAMPLE_SECONDS_PER_CELL_AND_FILE + dock_state.WRITE_SECONDS_PER_CELL
+    )
+    assert without == pytest.approx(ROWS * COLS * per_cell + dock_state.START_SECONDS)
     dock.set_species_checked([102, 100])
     dock.update_estimate()
     assert dock.last_estimate.seconds == pytest.approx(without)  # not a second pass
@@ -435,22 +445,39 @@ def test_run_adds_styled_layers_with_the_right_values(dock, world, project):
     group = project.layerTreeRoot().findGroup("trial")
     assert group is not None
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert set(layers) == {"trial richness", "trial top species", "trial p Species 1 (101)"}
+    assert set(layers) == {
+        "trial richness",
+        "trial top species",
+        "trial top species rank 2",
+        "trial p Species 1 (101)",
+    }
     richness_layer = layers["trial richness"]
     renderer = richness_layer.renderer()
     assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
-    assert renderer.classificationMin() == 0.0
+    # stretched to the values: min..max of the band, not from 0
+    assert renderer.classificationMin() == pytest.approx(float(expected.sum(axis=2).min()), rel=1e-5)
     assert renderer.classificationMax() == pytest.approx(float(expected.sum(axis=2).max()), rel=1e-5)
     labels = [item.label for item in renderer.shader().rasterShaderFunction().colorRampItemList()]
-    assert labels[0] == "0 species" and all(label.endswith(" species") for label in labels)
+    assert all(label.endswith(" species") for label in labels)
     assert renderer.shader().rasterShaderFunction().legendSettings().suffix() == " species"
     assert [node.layer().name() for node in group.findLayers()][0] == "trial richness"
-    assert [node.isVisible() for node in group.findLayers()] == [True, False, False]
-    top = layers["trial top species"].renderer()
-    assert isinstance(top, QgsPalettedRasterRenderer)
-    present = sorted(set(np.array(IDS)[order[:, :, 0]].ravel().tolist()))
-    assert sorted(c.value for c in top.classes()) == present
-    assert {c.value: c.label for c in top.classes()} == {i: f"{NAMES[IDS.index(i)]} ({i})" for i in present}
+    assert [node.isVisible() for node in group.findLayers()] == [True, False, False, False]
+    # every rank band styled with species names in core's palette
+    from geoplant_qgis.core.predict.outputs import topk_palette
+
+    palette = {sid: colour for sid, colour, _ in topk_palette(list(zip(IDS, NAMES, strict=True)))}
+    for rank, title in ((1, "trial top species"), (2, "trial top species rank 2")):
+        top = layers[title].renderer()
+        assert isinstance(top, QgsPalettedRasterRenderer) and top.band() == rank
+        present = sorted(set(np.array(IDS)[order[:, :, rank - 1]].ravel().tolist()))
+        assert sorted(c.value for c in top.classes()) == present
+        assert {c.value: c.label for c in top.classes()} == {
+            i: f"{NAMES[IDS.index(i)]} ({i})" for i in present
+        }
+        assert {c.value: c.color.name() for c in top.classes()} == {i: palette[i] for i in present}
+        assert layers[title].customProperty("geoplant/kind") == "topk"
+        assert int(layers[title].customProperty("geoplant/band")) == rank
+    assert layers["trial richness"].customProperty("geoplant/run") == "trial"
     prob = layers["trial p Species 1 (101)"].renderer()
     assert isinstance(prob, QgsSingleBandPseudoColorRenderer)
     assert (prob.classificationMin(), prob.classificationMax()) == (0.0, 1.0)
@@ -669,7 +696,15 @@ def test_what_grows_here_counts_with_the_threshold_as_predict_does(dock, world, 
         richness = ds.read(1)
     expected = expected_probabilities(world)
     np.testing.assert_array_equal(richness, (expected >= 0.4).sum(axis=2))
-    dock.state.run.outputs = {}  # as before any run: the model answers
+    # with the outputs in the project, they answer (one answer for one spot)
+    point = QgsPointXY(X0 + 4.5 * CELL, Y0 - 3.5 * CELL)
+    answer = dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035"))
+    assert answer["richness"] == richness[3, 4] and answer["run"] == dock.run_name
+    # as before any run (no result layer, nothing remembered): the model answers, the same
+    project.removeMapLayers(
+        [layer.id() for layer in project.mapLayers().values() if layer.customProperty("geoplant/kind")]
+    )
+    dock.state.run.outputs = {}
     for row, col in ((3, 4), (6, 2), (0, 9)):
         point = QgsPointXY(X0 + (col + 0.5) * CELL, Y0 - (row + 0.5) * CELL)
         dock.identify_at(point, QgsCoordinateReferenceSystem("EPSG:3035"))
@@ -695,3 +730,243 @@ def test_refresh_is_debounced(dock, world, project):
     assert dock.wait_idle(10)
     assert len(calls) == 1
     assert (dock.last_estimate.width, dock.last_estimate.height) == (5, 4)  # 200 m cells
+
+
+# ------------------------------------------------------------------ issue 13: the dock, as a planner met it
+def all_messages(iface):
+    bar = iface.messageBar()
+    return [m for level in bar.messages for m in bar.get_messages(level)]
+
+
+def test_what_grows_here_one_answer_marker_copy_csv_and_after_a_reopen(dock, world, project, tmp_path):
+    from qgis.gui import QgsVertexMarker
+    from qgis.PyQt.QtGui import QGuiApplication
+
+    from geoplant_qgis.gui.panels.identify import COLUMNS
+
+    ready_dock(dock, world, project)
+    dock.topk_spin.setValue(3)
+    dock.set_species_checked([101])
+    dock.run_name_edit.setText("spot")
+    run_and_wait(dock)
+    expected = expected_probabilities(world)
+    crs = QgsCoordinateReferenceSystem("EPSG:3035")
+    # a click off the cell centre: the answer of the cell, from the outputs, said once
+    point = QgsPointXY(X0 + 4.2 * CELL, Y0 - 3.8 * CELL)
+    answer = dock.identify_at(point, crs)
+    assert answer["run"] == "spot" and answer["richness"] == pytest.approx(expected[3, 4].sum(), rel=1e-5)
+    assert dock.wait_idle(60)  # probabilities the outputs lack: the model at the cell centre
+    order = np.argsort(-expected[3, 4], kind="stable")
+    assert [sid for sid, _, _ in dock.last_answer["species"]] == [IDS[i] for i in order]
+    for sid, _, p in dock.last_answer["species"]:  # every listed species has its probability
+        assert p == pytest.approx(expected[3, 4][IDS.index(sid)], rel=1e-5)
+    text = dock.identify_view.toPlainText()
+    assert f"{expected[3, 4].sum():.1f} species\nFrom the outputs of run spot" in text, text
+    # a marker on the map, one at a time
+    canvas = dock.canvas
+    markers = [i for i in canvas.scene().items() if isinstance(i, QgsVertexMarker)]
+    assert len(markers) == 1 and dock.identify.marker.center() == point
+    # copy (tab-separated) and CSV
+    dock.identify_panel.copy_button.click()
+    lines = QGuiApplication.clipboard().text().splitlines()
+    assert lines[0].split("\t") == COLUMNS and len(lines) == 1 + 3
+    first = dict(zip(COLUMNS, lines[1].split("\t"), strict=True))
+    assert first["species_id"] == str(IDS[order[0]]) and first["source"] == "outputs of spot"
+    assert float(first["probability"]) == pytest.approx(expected[3, 4][order[0]], abs=1e-4)
+    import csv
+
+    path = dock.identify.save_csv(str(tmp_path / "answer.csv"))
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["species_id"]) for r in rows] == [IDS[i] for i in order]
+    # the next click moves the marker
+    dock.identify_at(QgsPointXY(X0 + 1.5 * CELL, Y0 - 1.5 * CELL), crs)
+    assert dock.wait_idle(60)
+    markers = [i for i in canvas.scene().items() if isinstance(i, QgsVertexMarker)]
+    assert len(markers) == 1 and dock.identify.marker.center() == QgsPointXY(X0 + 1.5 * CELL, Y0 - 1.5 * CELL)
+
+    # reopen the project: the result layers answer from their metadata, the panel forgot the run
+    project_file = str(tmp_path / "planner.qgz")
+    assert project.write(project_file)
+    project.clear()
+    assert dock.wait_idle(30)
+    assert project.read(project_file)
+    assert dock.wait_idle(60)
+    assert dock.state.run.outputs == {} and dock.time_label.text() == ""
+    assert "Finished" not in dock.time_label.text() and dock.progress_bar.value() == 0
+    assert dock.selected_species() == [101]  # the ticked species, saved in the project
+    again = dock.identify_at(point, crs)
+    assert again is not None and again["run"] == "spot"
+    assert again["richness"] == pytest.approx(expected[3, 4].sum(), rel=1e-5)
+    dock.shutdown()
+    assert not [i for i in canvas.scene().items() if isinstance(i, QgsVertexMarker)]
+
+
+def test_a_rectangle_drawn_in_another_crs_is_an_area(dock, world, project):
+    """Drawn in EPSG:4326 on a EPSG:3035 grid: the grid covers the rectangle's image, and the
+    cells whose centre is outside the drawn outline are nodata (no tilted overflow)."""
+    from qgis.core import QgsCoordinateTransform
+
+    ready_dock(dock, world, project)
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    to_wgs84 = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:3035"), wgs84, project)
+    corner = to_wgs84.transform(QgsPointXY(X0 + 130, Y0 - 130))  # no cell centre on an edge
+    far = to_wgs84.transform(QgsPointXY(X0 + 830, Y0 - 630))
+    rect = QgsRectangle(corner, far)
+    dock.set_area(QgsGeometry.fromRect(rect), wgs84, description="drawn rectangle")
+    assert "ha" in dock.area_label.text()  # its size, in km² or ha
+    typed = dock.state.request("tilted")
+    assert typed.area is not None and typed.area_crs == "EPSG:4326"
+    dock.topk_check.setChecked(False)
+    run_and_wait(dock)
+    with rasterio.open(dock.last_outputs["richness"]) as ds:
+        richness, nodata, transform = ds.read(1), ds.nodata, ds.transform
+    rows, cols = np.mgrid[0 : richness.shape[0], 0 : richness.shape[1]]
+    xs, ys = transform * (cols + 0.5, rows + 0.5)
+    inside = np.array(
+        [
+            rect.contains(to_wgs84.transform(QgsPointXY(float(x), float(y))))
+            for x, y in zip(xs.ravel(), ys.ravel(), strict=True)
+        ]
+    ).reshape(richness.shape)
+    assert 0 < inside.sum() < inside.size
+    assert np.all(richness[~inside] == nodata), (transform, richness, inside)
+    assert np.all(richness[inside] != nodata), (transform, richness, inside)
+    # the area in square metres, ellipsoidal (QgsDistanceArea): ~700 m x 500 m
+    assert dock.state.area.square_metres() == pytest.approx(700 * 500, rel=0.05)
+
+
+def test_inputs_table_shows_layer_and_band_and_clears_removed_layers(dock, world, project):
+    ready_dock(dock, world, project)
+    dock.resize(360, 900)
+    dock.show()
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    QCoreApplication.processEvents()
+    table = dock.input_table
+    assert table.columnWidth(1) >= 100, table.columnWidth(1)  # the layer name, not one letter
+    _, layer_combo, band_combo = dock.rows[0]
+    assert layer_combo.toolTip().startswith("bio1, Band 1") and band_combo.toolTip() == layer_combo.toolTip()
+    assert dock.inputs_panel.choice_text("Bio12").startswith("BIO_12, Band 1")
+    project.removeMapLayer(project.mapLayersByName("bio1")[0])
+    assert dock.wait_idle(10)
+    name, layer_combo, band_combo = dock.rows[0]
+    assert layer_combo.currentLayer() is None and band_combo.layer() is None
+    assert dock.status_of("Bio1") == "missing" and dock.status_of("Bio12") == "found"
+    assert "Missing inputs: Bio1." in dock.run_blockers()
+    dock.hide()
+
+
+def test_cancel_is_reported_once_as_cancelled_and_the_task_ends_quietly(dock, world, project, qgis_iface):
+    from qgis.core import QgsApplication, QgsTask
+
+    ready_dock(dock, world, project)
+    dock.set_area(
+        QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 150_000, X0 + 150_000, Y0)),
+        QgsCoordinateReferenceSystem("EPSG:3035"),
+    )
+    qgis_iface.messageBar().clear_messages()
+    statuses = []
+    QgsApplication.taskManager().statusChanged.connect(lambda _id, status: statuses.append(status))
+    assert dock.start_run()
+    figures = []
+
+    def on_progress(percent):
+        figures.append(dock.time_label.text())
+        if percent > 0 and dock.run is not None and not dock.run.cancelled:
+            dock.cancel_run()
+
+    dock.run.progressChanged.connect(on_progress)
+    assert dock.wait_for_run(120)
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    for _ in range(20):
+        QCoreApplication.processEvents()
+    # QGIS says "Task failed" for a Terminated task: this one ends Complete, the dock says it once
+    assert QgsTask.Terminated not in statuses and QgsTask.Complete in statuses
+    messages = all_messages(qgis_iface)
+    cancelled = [m for m in messages if "cancel" in m.lower()]
+    assert len(cancelled) == 1 and "Run cancelled" in cancelled[0], messages
+    # progress figures while it ran: cells done of all, cells/s
+    assert any("of 2,250,000 cells" in f for f in figures), figures
+
+
+def test_an_area_outside_the_rasters_is_said_before_run(dock, world, project):
+    ready_dock(dock, world, project)
+    assert dock.state.coverage is None and dock.run_blockers() == []
+    far = QgsRectangle(X0 + 50_000, Y0 - 2_000, X0 + 52_000, Y0)
+    dock.set_area(QgsGeometry.fromRect(far), QgsCoordinateReferenceSystem("EPSG:3035"))
+    blockers = dock.run_blockers()
+    assert any("The area lies outside the raster of Bio1, Bio12" in b for b in blockers), blockers
+    assert "outside the raster" in dock.estimate_warning.text()
+    # half over the rasters: a warning with the share, Run allowed
+    half = QgsRectangle(X0 + 500, Y0 - 800, X0 + 1500, Y0)
+    dock.set_area(QgsGeometry.fromRect(half), QgsCoordinateReferenceSystem("EPSG:3035"))
+    assert dock.run_blockers() == []
+    assert "About 50% of the area lies outside the raster" in dock.estimate_warning.text()
+
+
+def test_the_estimate_uses_the_last_run_and_logs_both(dock, world, project, monkeypatch):
+    from geoplant_qgis.gui import state as dock_state
+
+    monkeypatch.setattr(dock_state, "MIN_CELLS_TO_CALIBRATE", 1)
+    monkeypatch.setattr(dock_state, "START_SECONDS", 0.01)
+    ready_dock(dock, world, project)
+    assert dock.last_estimate.seconds is not None
+    run_and_wait(dock)
+    timing = dock.last_timing
+    assert timing["cells"] == ROWS * COLS and timing["real"] > 0 and timing["expected"] is not None
+    # the next estimate of the same model is that run's pace
+    dock.update_estimate()
+    assert dock.last_estimate.seconds == pytest.approx(timing["real"], rel=1e-6)
+    assert "cells/s" in dock.time_label.text()
+
+
+def test_clicking_the_draw_button_again_keeps_the_tool_on(dock, world, project, qgis_canvas):
+    qgis_canvas.setExtent(QgsRectangle(X0, Y0 - 3000, X0 + 4000, Y0))
+    dock.rectangle_button.click()
+    dock.rectangle_button.click()  # again: still on, visibly
+    tool = qgis_canvas.mapTool()
+    assert tool is dock.rectangle_tool and dock.rectangle_button.isChecked()
+    tool.canvasPressEvent(mouse(qgis_canvas, "press", 10, 10))
+    tool.canvasReleaseEvent(mouse(qgis_canvas, "release", 60, 50))
+    assert dock.state.area is not None and dock.state.area.text().startswith("drawn rectangle")
+
+
+def test_default_output_folder(dock, project, tmp_path):
+    from geoplant_qgis.gui.state import DEFAULT_FOLDER
+
+    assert dock.folder_widget.filePath() == DEFAULT_FOLDER  # a project never saved
+    assert not any("output folder" in b for b in dock.run_blockers())
+    saved = tmp_path / "site" / "plan.qgz"
+    saved.parent.mkdir()
+    project.clear()
+    assert project.write(str(saved))
+    assert project.read(str(saved))
+    assert dock.wait_idle(30)
+    assert dock.folder_widget.filePath() == str(saved.parent)
+
+
+def test_decisions_open_the_algorithms_with_the_last_probabilities(dock, world, project, monkeypatch):
+    from geoplant_qgis.gui.panels import decisions
+
+    calls = []
+    monkeypatch.setattr(decisions, "open_algorithm_dialog", lambda alg, params: calls.append((alg, params)))
+    assert not dock.report_button.isEnabled()
+    ready_dock(dock, world, project)
+    dock.set_species_checked([100, 102])
+    run_and_wait(dock)
+    probabilities = dock.last_outputs["probabilities"]
+    dock.report_button.click()
+    dock.presence_button.click()
+    assert calls == [
+        ("geoplant:areareport", {"PROBABILITIES": probabilities}),
+        ("geoplant:presence", {"PROBABILITIES": probabilities}),
+    ]
+    assert not dock.ensemble_button.isEnabled()  # one run: nothing to ensemble yet
+    run_and_wait(dock)
+    assert dock.ensemble_button.isEnabled()
+    dock.ensemble_button.click()
+    assert calls[-1][0] == "geoplant:ensemble" and sorted(calls[-1][1]["INPUTS"]) == sorted(
+        [probabilities, dock.last_outputs["probabilities"]]
+    )

@@ -139,7 +139,7 @@ def test_area_layer_mapping_species_threshold(tmp_path, climate):
     [
         ({"OUTPUT_RICHNESS": None}, "No output requested"),
         ({"EXTENT": None}, "EXTENT or an AREA"),
-        ({"RASTERS": []}, r"variable\(s\) not found in the rasters: bio1, elev"),
+        ({"RASTERS": []}, r"variable\(s\) not found in the rasters: .env.: 2 of 2 missing: bio1, elev"),
         ({"CRS": "EPSG:4326"}, "not projected"),
         ({"OUTPUT_RICHNESS": "OUT.img"}, "must be a GeoTIFF"),
     ],

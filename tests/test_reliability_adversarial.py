@@ -223,3 +223,41 @@ def test_missing_files_and_wrong_types_are_named_before_the_run(tmp_path, climat
     with pytest.raises(QgsProcessingException, match="GeoPackage"):
         processing.run("geoplant:loadobservations", {"INPUT": str(csv), "OUTPUT": str(tmp_path / "o.shp")})
     assert not (tmp_path / "o.shp").exists() and own_temporaries(tmp_path) == []
+
+
+# -- the second pass: the decision algorithms and the command line -------------------------------
+
+
+def test_values_that_are_not_probabilities_are_refused_by_the_decisions(tmp_path):
+    from decisions_support import probabilities, write_probabilities
+
+    from geoplant_qgis.core.decisions.ensemble import ensemble
+    from geoplant_qgis.core.decisions.presence import presence_maps
+
+    values = probabilities()
+    values[1, 3, 4] = 3.7
+    bad = write_probabilities(tmp_path / "bad.tif", values)
+    good = write_probabilities(tmp_path / "good.tif", probabilities(seed=1))
+    out = tmp_path / "out"
+    with pytest.raises(InputDataError, match="from .* to 3.7.*not probabilities"):
+        presence_maps(bad, rule="fixed", threshold=0.5, output=out / "p.tif")
+    with pytest.raises(InputDataError, match="not probabilities"):
+        ensemble([good, bad], output_mean=out / "m.tif", output_sd=out / "s.tif")
+    with pytest.raises(InputDataError, match="the same raster twice"):
+        ensemble([good, good], output_mean=out / "m.tif", output_sd=out / "s.tif")
+    with pytest.raises(OutputError, match="ending in .tif"):
+        presence_maps(good, rule="fixed", threshold=0.5, output=out / "p.csv")
+    assert not out.exists()
+
+
+def test_the_command_line_says_a_points_file_is_not_text(tmp_path):
+    import sys
+
+    binary = tmp_path / "points.csv"
+    binary.write_bytes(b"surveyId,lon\xf6,lat\n1,2,3\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "geoplant_qgis", "sampleenvironment", "--points", str(binary),
+         "--raster", str(binary), "--output", str(tmp_path / "s.csv")],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )  # fmt: skip
+    assert done.returncode != 0 and "not UTF-8 text" in done.stderr and "Traceback" not in done.stderr

@@ -247,16 +247,19 @@ def test_core_max_cells_and_environment(laea, out, monkeypatch):
     assert len(patches.paths) == 100
 
 
-def test_points_are_not_limited(laea, out, monkeypatch):
-    """A list of points is already in memory: MAX_CELLS limits grids only."""
+def test_points_are_limited_only_where_each_is_a_file(laea, out, monkeypatch):
+    """A list of points is already in memory: sampling them is not limited; but every point
+    is a patch file, so extractpatches counts them against its limit."""
     from geoplant_qgis.core.extract import Points, extract_patches, sample_environment
 
     monkeypatch.setenv("GEOPLANT_MAX_CELLS", "1")
-    monkeypatch.setenv("GEOPLANT_MAX_PATCHES", "1")
     xs, ys = X0 + 50 + 100 * np.arange(5), np.full(5, Y0 - 500)
     points = Points(np.arange(5), xs, ys, "EPSG:3035")
     assert sample_environment(out / "pts.csv", [laea[0]], points=points, max_cells=1).rows == 5
-    assert len(extract_patches(out / "pp", laea[0], size=4, points=points, max_cells=1).paths) == 5
+    with pytest.raises(InputDataError, match="5 points would be 5 patch files, more than 4"):
+        extract_patches(out / "pp", laea[0], size=4, points=points, max_cells=4)
+    assert not (out / "pp").exists()
+    assert len(extract_patches(out / "pp", laea[0], size=4, points=points, max_cells=5).paths) == 5
 
 
 # ----------------------------------------------------------------------------- Processing

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ..core.progress import Progress
+from ..core.progress import Progress, report_warnings
 
 #: exit statuses: a refusal or a failed / cancelled run, wrong arguments (argparse's), a bug
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
@@ -79,10 +79,9 @@ def read_vector(value: str, option: str) -> VectorFile:
     layer_name = rest.split("=", 1)[1] if rest.lower().startswith("layername=") else None
     if not os.path.exists(path):
         raise UsageError(f"{option}: no such file: {path}")
-    ogr.UseExceptions()
     try:
         dataset = ogr.Open(path, 0)
-    except RuntimeError as error:
+    except RuntimeError as error:  # when something in the process turned OGR's exceptions on
         raise UsageError(f"{option}: {path} cannot be read as a vector file ({error}).") from None
     if dataset is None:
         raise UsageError(f"{option}: {path} cannot be read as a vector file.")
@@ -197,17 +196,6 @@ class TerminalProgress(Progress):
 
 
 # --- running a command -----------------------------------------------------------------------
-
-
-def report_warnings(caught: list[warnings.WarningMessage], progress: Progress) -> None:
-    """Python warnings as one plain line each (message only, repeated ones once)."""
-    seen = set()
-    for item in caught:
-        text = str(item.message).strip().splitlines()[0] if str(item.message).strip() else ""
-        if not text or text in seen or issubclass(item.category, DeprecationWarning | ResourceWarning):
-            continue
-        seen.add(text)
-        progress.warning(text)
 
 
 def run_command(name: str, body: Callable[[TerminalProgress], int], stream: TextIO | None = None) -> int:

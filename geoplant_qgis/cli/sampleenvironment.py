@@ -62,12 +62,24 @@ def _column(names: list[str], wanted: tuple[str, ...]) -> str | None:
 
 def read_points(path: str, crs: str) -> Any:
     """A CSV of surveys as core's ``Points`` (ids as integers when they all are)."""
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--points: no such file: {path}")
+    try:
+        return _read_points(path, crs)
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"--points: {path} is not UTF-8 text (byte {error.start}); give a CSV saved as UTF-8."
+        ) from None
+    except csv.Error as error:
+        raise UsageError(f"--points: {path} is not a readable CSV ({error}).") from None
+
+
+def _read_points(path: str, crs: str) -> Any:
     import numpy as np
 
     from ..core.extract import Points
 
-    if not os.path.isfile(path):
-        raise UsageError(f"--points: no such file: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
         sample = f.read(65536)
         f.seek(0)

@@ -201,16 +201,16 @@ def sample_environment(
     start = time.perf_counter()
     if not isinstance(output_csv, str | os.PathLike) or not os.fspath(output_csv):
         raise OutputError(f"The output must be the path of a .csv file, not {output_csv!r:.80}.")
-    if not os.fspath(output_csv).lower().endswith((".csv", ".txt")):
-        raise OutputError(
-            f"The output {os.path.basename(os.fspath(output_csv))} would be a CSV table under another "
-            "file type's name: give a name ending in .csv."
-        )
     if raster_paths is None:
         raster_paths = ()
     elif isinstance(raster_paths, str | os.PathLike):
         raster_paths = [raster_paths]
     check_outputs({"OUTPUT": output_csv}, run_input_files(None, raster_paths, mapping, input_files))
+    if not os.fspath(output_csv).lower().endswith((".csv", ".txt")):
+        raise OutputError(
+            f"The output {os.path.basename(os.fspath(output_csv))} would be a CSV table under another "
+            "file type's name: give a name ending in .csv."
+        )
     if variables:
         refs_by_name = resolve_variables(list(variables), raster_paths, mapping)
     else:

@@ -239,12 +239,15 @@ def as_geojson(geometry):
             raise InputDataError("An AREA geometry is not valid GeoJSON.") from None
     from osgeo import ogr  # GDAL's bindings, shipped with QGIS and rasterio's GDAL
 
-    if isinstance(geometry, bytes | bytearray | memoryview):
-        geom = ogr.CreateGeometryFromWkb(bytes(geometry))
-    elif isinstance(geometry, str):
-        geom = ogr.CreateGeometryFromWkt(geometry)
-    else:
-        raise InputDataError(f"An AREA geometry has an unsupported type: {type(geometry).__name__}.")
+    try:  # OGR raises or returns None, whichever mode the process put it in
+        if isinstance(geometry, bytes | bytearray | memoryview):
+            geom = ogr.CreateGeometryFromWkb(bytes(geometry))
+        elif isinstance(geometry, str):
+            geom = ogr.CreateGeometryFromWkt(geometry)
+        else:
+            raise InputDataError(f"An AREA geometry has an unsupported type: {type(geometry).__name__}.")
+    except RuntimeError:
+        geom = None
     if geom is None:
         raise InputDataError("An AREA geometry is not valid WKB/WKT.")
     return json.loads(geom.GetLinearGeometry().ExportToJson())

@@ -25,12 +25,13 @@ nodata (never NaN into the model).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
+
+from .cardfields import is_number as _is_number
 
 OPS = ("fill_nan", "clip", "scale", "offset", "power", "log1p", "normalise")
 #: steps that are x * a + b, composable into the one affine map the graph applies
@@ -46,10 +47,6 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "normalise": (("mean", "std"), ()),
 }
 _SPELLINGS = {"normalize": "normalise", "fillnan": "fill_nan", "fill": "fill_nan", "multiply": "scale"}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _g(v: float) -> str:

@@ -8,6 +8,7 @@ can pass :class:`PrintProgress` or nothing.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from .errors import CancelledError
 
@@ -71,3 +72,14 @@ class ScaledProgress:
 
 def as_progress(progress: Progress | None) -> Progress:
     return progress if progress is not None else Progress()
+
+
+def report_warnings(caught: list[warnings.WarningMessage], progress: Progress) -> None:
+    """Python warnings as one plain line each (message only, repeated ones once)."""
+    seen = set()
+    for item in caught:
+        text = str(item.message).strip().splitlines()[0] if str(item.message).strip() else ""
+        if not text or text in seen or issubclass(item.category, DeprecationWarning | ResourceWarning):
+            continue
+        seen.add(text)
+        progress.warning(text)

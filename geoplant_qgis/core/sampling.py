@@ -25,14 +25,13 @@ from rasterio.warp import transform
 from rasterio.windows import Window
 
 from .errors import InputDataError
-from .grid import parse_crs, projected_crs
+from .grid import outline_bounds, parse_crs, projected_crs
 from .patchgrid import Patches, PatchSelection
 from .sources import BandRef
 from .warp import (  # noqa: F401  (re-exported: the resampling's old home)
     WARP_LATTICE,
     WARP_MAX_ERROR,
     WARP_STRIP_PIXELS,
-    _transform_bounds,
     source_pixels,
     warp_nearest,
     warp_pixels,
@@ -404,8 +403,8 @@ class PatchSampler(_Sampler):
                 continue
             key = (source.crs.to_wkt(), source.pixel_grid)
             if key not in shared:
-                src_bounds = bounds if same else _transform_bounds(self.crs, source.crs, bounds)
-                window = source.window_for_bounds(src_bounds)
+                src_bounds = bounds if same else outline_bounds(bounds, self.crs, source.crs)
+                window = None if src_bounds is None else source.window_for_bounds(src_bounds)
                 strips = None
                 if window is not None:
                     window_shape = (int(window.height), int(window.width))

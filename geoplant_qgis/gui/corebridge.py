@@ -41,6 +41,7 @@ def build_request(state, run_name: str | None = None, check_limit: bool = False)
         card=state.card,
         seconds_per_cell=state.seconds_per_cell,
         check_limit=check_limit,
+        device=typed.device,
     )
 
 
@@ -110,8 +111,40 @@ def predict_point(model_path, card, mapping, x: float, y: float, crs: str, thres
     softmax model without threshold). None when an input has no data there."""
     import numpy as np
 
-    from ..core.engine import predict_points
+    from ..core.engine import point_prediction
 
+    raster_paths = list(dict.fromkeys(ref.path for ref in mapping.values()))
+    # richness and top-K by predict's own post-processing graph (same THRESHOLD rule)
+    point = point_prediction(
+        model_path,
+        raster_paths,
+        np.array([x]),
+        np.array([y]),
+        crs,
+        mapping=dict(mapping),
+        threshold=threshold,
+        top_k=IDENTIFY_SPECIES,
+    )
+    row = point.probabilities[0]
+    if not np.all(np.isfinite(row)):
+        return None
+    column = {s.id: i for i, s in enumerate(card.species)}
+    top = point.topk[0] if point.topk is not None else []
+    species = [(int(sid), card.species[column[int(sid)]].name, float(row[column[int(sid)]])) for sid in top]
+    richness = None if point.richness is None else float(point.richness[0])
+    return {"richness": richness, "species": species, "threshold": threshold}
+
+
+def point_probabilities(model_path, mapping, x: float, y: float, crs: str) -> dict | None:
+    """``{species id: p}`` of every species of the model at one point (worker thread): what
+    "What grows here?" adds to a run's outputs that lack some probabilities, asked at the
+    output cell's centre (where the run sampled). None when an input has no data there."""
+    import numpy as np
+
+    from ..core.engine import predict_points
+    from ..core.modelcard import read_model_card
+
+    card = read_model_card(model_path)
     raster_paths = list(dict.fromkeys(ref.path for ref in mapping.values()))
     probabilities = predict_points(
         model_path, raster_paths, np.array([x]), np.array([y]), crs, mapping=dict(mapping)
@@ -119,12 +152,4 @@ def predict_point(model_path, card, mapping, x: float, y: float, crs: str, thres
     row = np.asarray(probabilities, dtype=np.float32)[0]
     if not np.all(np.isfinite(row)):
         return None
-    order = np.argsort(-row, kind="stable")[:IDENTIFY_SPECIES]
-    species = [(card.species[i].id, card.species[i].name, float(row[i])) for i in order]
-    if threshold is not None:
-        richness = float(np.count_nonzero(row >= np.float32(threshold)))
-    elif card.output.activation == "softmax":
-        richness = None
-    else:
-        richness = float(row.sum(dtype=np.float32))
-    return {"richness": richness, "species": species, "threshold": threshold}
+    return {card.species[i].id: float(row[i]) for i in range(len(card.species))}

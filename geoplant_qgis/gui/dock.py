@@ -32,6 +32,7 @@ from ..core.errors import GeoPlantError
 from . import corebridge, results, settings
 from .maptools import AreaDisplay, CanvasTools
 from .panels.area import AreaPanel, drawn_area, selected_features_area
+from .panels.decisions import DecisionsPanel
 from .panels.grid import GridPanel
 from .panels.identify import Identify, IdentifyPanel
 from .panels.inputs import InputsPanel, add_raster_files, project_rasters
@@ -39,11 +40,13 @@ from .panels.model import ModelPanel
 from .panels.outputs import OutputsPanel
 from .panels.run import RunPanel
 from .run import PredictRun
-from .state import Area, DockState, unique_run_name
+from .state import DEFAULT_FOLDER, Area, DockState, default_output_folder, unique_run_name
 from .tasks import Tasks
 
 LOG_TAG = "GeoPlant"
-TIMING_BATCH = 256
+#: rows per timed model call: the engine's micro-batches are larger than this; at 256 rows
+#: onnxruntime's per-call cost made the estimate ~2-3x too long (docs/dock.md, 4. Grid)
+TIMING_BATCH = 2048
 #: {panel: "dock_name=panel_attribute ..."}: the widgets scripts and tests drive, by name
 ALIASES = {
     "model_panel": "model_widget=file_widget card_label",
@@ -54,6 +57,7 @@ ALIASES = {
     "folder_widget run_name_edit",
     "run_panel": "run_button cancel_button progress_bar time_label status_label",
     "identify_panel": "identify_button=button identify_view=view",
+    "decisions_panel": "report_button presence_button ensemble_button",
 }
 #: how long the dock waits for more signals before it recomputes the estimate and blockers
 REFRESH_DELAY_MS = 50
@@ -107,6 +111,7 @@ class GeoPlantDock(QgsDockWidget):
         self._build()
         project = QgsProject.instance()
         project.layersAdded.connect(self._layers_added)
+        project.layersWillBeRemoved.connect(self._layers_will_be_removed)
         project.layersRemoved.connect(self._layers_removed)
         project.readProject.connect(self._project_read)
         project.cleared.connect(self._project_read)
@@ -129,10 +134,13 @@ class GeoPlantDock(QgsDockWidget):
         self.outputs_panel = OutputsPanel(state, self._outputs_changed)
         self.run_panel = RunPanel(self.start_run, self.cancel_run)
         self.identify_panel = IdentifyPanel()
-        self.identify = Identify(self.identify_panel, state, self.tasks, self.show_message, self._unexpected)
+        self.identify = Identify(
+            self.identify_panel, state, self.tasks, self.show_message, self._unexpected, self.canvas
+        )
+        self.decisions_panel = DecisionsPanel(self.show_message)
         area = self.area_panel
-        area.rectangle_button.clicked.connect(lambda on: self.tools.activate(self.rectangle_tool, on))
-        area.polygon_button.clicked.connect(lambda on: self.tools.activate(self.polygon_tool, on))
+        area.rectangle_button.clicked.connect(lambda: self.tools.activate(self.rectangle_tool))
+        area.polygon_button.clicked.connect(lambda: self.tools.activate(self.polygon_tool))
         area.canvas_extent_button.clicked.connect(self.use_canvas_extent)
         area.clear_button.clicked.connect(self.clear_area)
         area.layer_extent_button.clicked.connect(
@@ -141,7 +149,7 @@ class GeoPlantDock(QgsDockWidget):
         area.selection_button.clicked.connect(
             lambda: self.use_selected_features(area.selection_layer_combo.currentLayer())
         )
-        self.identify_panel.button.clicked.connect(lambda on: self.tools.activate(self.identify_tool, on))
+        self.identify_panel.button.clicked.connect(lambda: self.tools.activate(self.identify_tool))
         # the widgets scripts and tests drive, by their familiar names
         for panel, names in ALIASES.items():
             for item in names.split():
@@ -160,6 +168,7 @@ class GeoPlantDock(QgsDockWidget):
             self.outputs_panel,
             self.run_panel,
             self.identify_panel,
+            self.decisions_panel,
         ):
             layout.addWidget(panel.box)
         layout.addStretch(1)
@@ -299,6 +308,7 @@ class GeoPlantDock(QgsDockWidget):
                     "timing", "GeoPlant: timing the model", lambda: _time_model(path), self._model_timed(path)
                 )
             self.outputs_panel.show_model(self.state)
+            self._restore_species()
             self.model_panel.show_state(self.state)
             self.inputs_panel.fill(self.state.variable_names())
             self.inputs_panel.read_rows()
@@ -394,8 +404,19 @@ class GeoPlantDock(QgsDockWidget):
         if self._connected and self.rows:
             self.match_inputs(keep_choices=True)
 
+    def _layers_will_be_removed(self, layer_ids):
+        # before the layer lists drop them: the rows that used them are cleared (not moved to
+        # another layer, not left with the removed layer's band names)
+        if self._connected:
+            self.inputs_panel.clear_removed(layer_ids)
+
     def _layers_removed(self, layer_ids):
         QTimer.singleShot(0, self._reread_inputs)
+        QTimer.singleShot(0, self._refresh_decisions)
+
+    def _refresh_decisions(self):
+        if self._connected:
+            self.decisions_panel.refresh()
 
     def _reread_inputs(self):
         if self._connected:
@@ -475,7 +496,16 @@ class GeoPlantDock(QgsDockWidget):
     def _outputs_changed(self):
         if self.state.outputs.folder != settings.read()[3]:
             self.save_settings()
+        if not self._loading_settings and self.state.card is not None:
+            settings.save_species(self.state.outputs.species)
         self.refresh()
+
+    def _restore_species(self):
+        """The species ticked when the project was saved (once per project read)."""
+        saved = settings.read_species()
+        if saved:
+            known = set(self.state.species_names())
+            self.outputs_panel.set_species_checked([i for i in saved if i in known], True, notify=False)
 
     # ------------------------------------------------------------------ run
     def build_request(self, run_name=None):
@@ -492,6 +522,12 @@ class GeoPlantDock(QgsDockWidget):
             self.show_message(" ".join(blockers))
             return False
         out = self.state.outputs
+        if out.folder == DEFAULT_FOLDER and not os.path.isdir(out.folder):
+            try:
+                os.makedirs(out.folder, exist_ok=True)
+            except OSError as error:
+                self.show_message(f"The output folder {out.folder} cannot be made: {error}")
+                return False
         name = unique_run_name(out.folder, out.run_name)
         try:
             request = self.build_request(name)
@@ -512,8 +548,11 @@ class GeoPlantDock(QgsDockWidget):
         self.state.run.running = True
         self.state.run.name = name
         self.state.run.planned = dict(request.outputs)
-        _log(f"Run {name} started: {dict(request.outputs)}")
-        self.run_panel.started(name)
+        estimate_now = self.state.estimate
+        self.run_estimate = estimate_now.seconds if estimate_now is not None else None
+        expected = estimate.format_duration(self.run_estimate) if self.run_estimate is not None else "unknown"
+        _log(f"Run {name} started: {self.run.cells:,} cells, expected {expected}; {dict(request.outputs)}")
+        self.run_panel.started(name, self.run.cells)
         self.refresh_now()
         return True
 
@@ -528,6 +567,16 @@ class GeoPlantDock(QgsDockWidget):
     def _run_finished(self, ok, outputs, message):
         seconds = self.run_panel.stopped(ok)
         name = self.state.run.name
+        if ok and self.run is not None and self.run.cells:
+            # the next estimate of this model: this run's own pace (sampling and writing included)
+            self.state.record_run(self.run.cells, self.run.seconds)
+            expected = getattr(self, "run_estimate", None)
+            self.last_timing = {"expected": expected, "real": self.run.seconds, "cells": self.run.cells}
+            _log(
+                f"{name}: {self.run.cells:,} cells in {self.run.seconds:.2f} s "
+                f"({self.run.cells / max(self.run.seconds, 1e-9):,.0f} cells/s); the estimate said "
+                + (f"{expected:.2f} s" if expected is not None else "nothing (the model was not timed yet)")
+            )
         if ok:
             paths = {
                 k: p for k, p in outputs.items() if k in self.state.run.planned and p and os.path.exists(p)
@@ -536,11 +585,12 @@ class GeoPlantDock(QgsDockWidget):
                 results.add_run_layers(name, paths, self.species_names())
             except Exception as error:  # noqa: BLE001
                 self._unexpected("Adding the result layers", error)
+            self.decisions_panel.refresh(paths.get(results.PROBABILITIES))
             self.state.run.outputs = paths
             self.show_message(
                 f"{name} finished in {estimate.format_duration(seconds)}.", Qgis.Success, duration=5
             )
-        else:
+        else:  # cancelled: said once, here (the task itself ends quietly)
             self.show_message(message, Qgis.Info if self.run.cancelled else Qgis.Critical)
         self.state.run.running = False
         self.state.run.planned = {}
@@ -581,6 +631,7 @@ class GeoPlantDock(QgsDockWidget):
         """Last model, cell size, CRS and output folder of the current project (the grid once
         the model's card is read: it would replace them with its defaults)."""
         model, cell_size, crs, folder = settings.read()
+        folder = folder or default_output_folder()
         self._settings_to_apply = (cell_size, crs)
         self._loading_settings = True
         try:
@@ -607,8 +658,14 @@ class GeoPlantDock(QgsDockWidget):
         if self.is_running():
             return
         self.clear_area()
+        self.identify.clear_marker()
         self.state.run.outputs = {}
+        self.state.run.name = ""
+        self.state.run.message = ""
+        self.state.run_rate = {}
+        self.run_panel.reset()
         self.load_settings()
+        self.decisions_panel.refresh()
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self):
@@ -622,6 +679,7 @@ class GeoPlantDock(QgsDockWidget):
                 pass
             self.run.cancel()
         self.run_panel.clock.stop()
+        self.identify.close()
         self.tools.shutdown()
         if self.area_display is not None:
             self.area_display.clear()
@@ -629,6 +687,7 @@ class GeoPlantDock(QgsDockWidget):
             project = QgsProject.instance()
             for signal, slot in (
                 (project.layersAdded, self._layers_added),
+                (project.layersWillBeRemoved, self._layers_will_be_removed),
                 (project.layersRemoved, self._layers_removed),
                 (project.readProject, self._project_read),
                 (project.cleared, self._project_read),

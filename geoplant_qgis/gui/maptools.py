@@ -205,13 +205,18 @@ class CanvasTools:
     def set_buttons(self, rectangle, polygon, identify):
         self.buttons = [(rectangle, self.rectangle), (polygon, self.polygon), (identify, self.identify)]
 
-    def activate(self, tool, on):
+    def activate(self, tool, on=True):
+        """The tool on the canvas. A click on the button of the tool that is already on keeps
+        it on (a drawing in progress starts over): the button never goes off while the tool
+        still looks active, and the next drag always draws. Another map tool (Pan...) turns
+        it off."""
         if self.canvas is None or tool is None:
             return
-        if on:
+        if self.canvas.mapTool() is tool:
+            if hasattr(tool, "reset"):
+                tool.reset()
+        else:
             self.canvas.setMapTool(tool)
-        elif self.canvas.mapTool() is tool:
-            self.canvas.unsetMapTool(tool)
         self.sync()
 
     def sync(self, *args):

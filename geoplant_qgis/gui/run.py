@@ -7,6 +7,8 @@ as BandRefs) and only core code runs in the worker: no layer object crosses thre
 from __future__ import annotations
 
 import os
+import threading
+import time
 import traceback
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
@@ -59,7 +61,7 @@ class _TaskProgress(Progress):
         self.task.coreProgress.emit(float(percent))  # the dock (queued to the main thread)
 
     def is_cancelled(self):
-        return self.task.isCanceled()
+        return self.task.stop.is_set() or self.task.isCanceled()
 
     def info(self, message):
         self.lines.append(str(message))
@@ -71,7 +73,13 @@ class _TaskProgress(Progress):
 
 class _RunTask(QgsTask):
     """core's run in the worker; ``coreProgress`` is core's own progress (QgsTask's
-    ``progressChanged`` also says 100 when a cancelled task ends)."""
+    ``progressChanged`` also says 100 when a cancelled task ends).
+
+    The dock's Cancel sets :attr:`stop` (core checks it between blocks) instead of
+    ``QgsTask.cancel()``: a cancelled QgsTask ends *Terminated*, which QGIS reports as
+    "Task failed" (a notification, repeated in the message bar); this task always ends
+    *Complete* and the dock says once that the run was cancelled. QGIS's own cancel
+    button in the task list still works (``isCanceled()``)."""
 
     coreProgress = pyqtSignal(float)  # noqa: N815 (Qt naming)
 
@@ -80,6 +88,7 @@ class _RunTask(QgsTask):
         self.request = request
         self.on_done = on_done
         self.progress = _TaskProgress(self)
+        self.stop = threading.Event()
         self.result = None
         self.error = None
         self.details = ""
@@ -113,6 +122,8 @@ class PredictRun(QObject):
 
     progressChanged = pyqtSignal(float)  # noqa: N815 (Qt naming)
     finished = pyqtSignal(bool, dict, str)
+    #: percent at which progress goes to the GeoPlant log (with cells/s and time left)
+    LOG_STEPS = (10, 25, 50, 75, 90)
 
     def __init__(self, request, name: str = "", parent=None):
         super().__init__(parent)
@@ -124,24 +135,46 @@ class PredictRun(QObject):
         self.outputs: dict = {}
         #: output names (and side-car names) that existed before the run: never removed
         self.existing: set[str] = set()
+        grid = getattr(request, "grid", None)
+        self.cells = int(grid.width * grid.height) if grid is not None else 0
+        self.started_at = None
+        self.seconds = 0.0
+        self._logged = set()
 
     def start(self) -> None:
         self.existing = {f for f in output_files(self.request.outputs) if os.path.lexists(f)}
         self.task = _RunTask(self.name, self.request, self._executed)
         self.task.coreProgress.connect(self._progress)
+        self.started_at = time.monotonic()
         QgsApplication.taskManager().addTask(self.task)
 
+    def figures(self, percent) -> dict:
+        """``{"done", "total", "rate", "left"}``: cells done of all, cells a second, seconds left."""
+        elapsed = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        done = int(self.cells * min(max(percent, 0.0), 100.0) / 100.0)
+        rate = done / elapsed if elapsed > 0 and done else None
+        left = (self.cells - done) / rate if rate else None
+        return {"done": done, "total": self.cells, "rate": rate, "left": left, "elapsed": elapsed}
+
     def _progress(self, percent):
-        if not self.done:
-            self.progressChanged.emit(float(percent))
+        if self.done:
+            return
+        step = next((s for s in reversed(self.LOG_STEPS) if percent >= s), None)
+        if step is not None and step not in self._logged:
+            self._logged.update(s for s in self.LOG_STEPS if s <= step)
+            f = self.figures(percent)
+            rate = f"{f['rate']:,.0f} cells/s" if f["rate"] else "–"
+            QgsMessageLog.logMessage(
+                f"{self.name}: {percent:.0f}% ({f['done']:,} of {f['total']:,} cells, {rate})",
+                LOG_TAG,
+                Qgis.Info,
+            )
+        self.progressChanged.emit(float(percent))
 
     def cancel(self) -> None:
         if self.task is not None and not self.done:
             self.cancelled = True
-            try:
-                self.task.cancel()
-            except RuntimeError:  # the C++ task is already gone
-                pass
+            self.task.stop.set()  # core stops at the next block; the task ends Complete
 
     def is_running(self) -> bool:
         return self.task is not None and not self.done
@@ -153,8 +186,9 @@ class PredictRun(QObject):
         ok = error is None
         self.done = True
         self.task = None
+        self.seconds = time.monotonic() - self.started_at if self.started_at is not None else 0.0
         published = dict(getattr(task.result, "outputs", None) or self.request.outputs) if ok else {}
-        cancelled = self.cancelled or isinstance(error, CancelledError)
+        cancelled = self.cancelled or isinstance(error, CancelledError) or task.isCanceled()
         replaced = {os.path.abspath(f) for f in output_files(published)} & {
             os.path.abspath(f) for f in self.existing
         }

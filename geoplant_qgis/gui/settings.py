@@ -33,3 +33,16 @@ def read() -> tuple[str, float | None, str | None, str]:
         crs if has_crs and crs else None,
         folder or "",
     )
+
+
+def save_species(ids) -> None:
+    """The ticked species (their probability maps), remembered in the project."""
+    QgsProject.instance().writeEntry(SCOPE, "species", ",".join(str(int(i)) for i in ids))
+
+
+def read_species() -> list[int] | None:
+    """The ticked species saved in the project (None when it saved none)."""
+    text, found = QgsProject.instance().readEntry(SCOPE, "species", "")
+    if not found:
+        return None
+    return [int(t) for t in text.split(",") if t.strip().lstrip("-").isdigit()]

@@ -14,7 +14,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry, QgsProject
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsDistanceArea,
+    QgsGeometry,
+    QgsProject,
+)
 
 from ..core import estimate
 from ..core.errors import GeoPlantError
@@ -29,6 +35,56 @@ PROBABILITIES = "probabilities"
 OUTPUT_KINDS = (RICHNESS, TOPK, PROBABILITIES)
 DEFAULT_RUN_NAME = "geoplant_run"
 DEFAULT_TOP_K = 25
+#: the output folder when the project is not saved (created at the first run); a saved
+#: project's default is its own folder (docs/dock.md)
+DEFAULT_FOLDER = os.path.join(os.path.expanduser("~"), "GeoPlant")
+#: the run's time besides the model: seconds per cell per input raster file (windowed reads,
+#: resampling) and per cell for the writers, plus a fixed start (session, files, overviews).
+#: Calibrated against real runs (tests/test_desktop.py logs the estimate and the real time);
+#: after a run the dock uses that run's own seconds per cell instead
+SAMPLE_SECONDS_PER_CELL_AND_FILE = 2e-7
+WRITE_SECONDS_PER_CELL = 4e-7
+#: reading and resampling a patch or cube input: seconds per value of a cell's tensor
+#: (a 4 x 64 x 64 Sentinel-2 patch: ~3e-4 s a cell, measured on the demo world, 2 cores)
+PATCH_SECONDS_PER_VALUE = 2e-8
+START_SECONDS = 0.3
+#: a finished run of at least this many cells sets the pace of the next estimates (a smaller
+#: one is mostly start-up time)
+MIN_CELLS_TO_CALIBRATE = 20_000
+
+
+def default_output_folder(project=None) -> str:
+    """The project's folder when the project is saved, else :data:`DEFAULT_FOLDER`."""
+    project = project or QgsProject.instance()
+    if project.fileName():
+        folder = project.absolutePath()
+        if folder and os.path.isdir(folder):
+            return folder
+    return DEFAULT_FOLDER
+
+
+def area_m2(geometry: QgsGeometry, crs) -> float | None:
+    """The ellipsoidal area of ``geometry`` (in ``crs``) in square metres (QgsDistanceArea on
+    the CRS's ellipsoid, WGS84 when it has none); None when it cannot be measured."""
+    measure = QgsDistanceArea()
+    measure.setSourceCrs(crs, QgsProject.instance().transformContext())
+    measure.setEllipsoid(crs.ellipsoidAcronym() or "EPSG:7030")
+    try:
+        value = measure.measureArea(geometry)
+        value = measure.convertAreaMeasurement(value, 0)  # QgsUnitTypes.AreaSquareMeters
+    except Exception:  # noqa: BLE001 - QgsCsException
+        return None
+    return float(value) if value == value and value > 0 else None
+
+
+def area_words(square_metres: float | None) -> str:
+    """'12.3 km² (1,230 ha)' / '4.5 ha' ."""
+    if square_metres is None:
+        return ""
+    hectares = square_metres / 10_000.0
+    if square_metres >= 1_000_000:
+        return f"{square_metres / 1e6:,.2f} km² ({hectares:,.0f} ha)"
+    return f"{hectares:,.2f} ha"
 
 
 def crs_text(crs) -> str | None:
@@ -55,11 +111,16 @@ class Area:
     def wkb(self) -> bytes:
         return bytes(self.geometry.asWkb())
 
+    def square_metres(self) -> float | None:
+        return area_m2(self.geometry, self.crs)
+
     def text(self) -> str:
         xmin, ymin, xmax, ymax = self.bounds()
         digits = 4 if self.crs.isGeographic() else 0
+        size = area_words(self.square_metres())
         return (
-            f"{self.description}\nx {xmin:,.{digits}f} – {xmax:,.{digits}f}\n"
+            f"{self.description}" + (f": {size}" if size else "") + "\n"
+            f"x {xmin:,.{digits}f} – {xmax:,.{digits}f}\n"
             f"y {ymin:,.{digits}f} – {ymax:,.{digits}f} ({self.crs.authid() or self.crs.description()})"
         )
 
@@ -107,6 +168,7 @@ class RunRequest:
     threshold: float | None
     outputs: dict[str, str]  # {kind: path}
     name: str = ""
+    device: str = "auto"  # core.devices.DEVICE_NAMES
 
     @property
     def raster_paths(self) -> list[str]:
@@ -150,9 +212,19 @@ class DockState:
         self.area: Area | None = None
         self.cell_size: float = DEFAULT_CELL_SIZE
         self.grid_crs = QgsCoordinateReferenceSystem(DEFAULT_CRS)
+        #: where the model runs: core.devices.DEVICE_NAMES ("auto": a GPU when offered)
+        self.device: str = "auto"
         self.outputs = Outputs()
         self.estimate: estimate.Estimate | None = None
         self.estimate_problem = ""
+        #: where the area lies outside the input rasters, in words (None: it does not)
+        self.coverage: str | None = None
+        self.coverage_blocks = False
+        #: {raster path: (QgsRectangle, QgsCoordinateReferenceSystem)} of the chosen inputs,
+        #: from the project's layers (no file opened)
+        self.footprints: dict = {}
+        #: {model path: seconds per cell} measured by the last finished run of that model
+        self.run_rate: dict = {}
         self.run = RunStatus()
 
     # ------------------------------------------------------------------ model
@@ -204,10 +276,98 @@ class DockState:
                 return None
         return box
 
+    def area_geometry_in_grid_crs(self):
+        """The area as a (densified) geometry in the grid CRS, None when it cannot be."""
+        if self.area is None:
+            return None
+        geometry = QgsGeometry(self.area.geometry)
+        if self.area.crs != self.grid_crs:
+            geometry = geometry.densifyByCount(32)
+            transform = QgsCoordinateTransform(self.area.crs, self.grid_crs, QgsProject.instance())
+            try:
+                geometry.transform(transform)
+            except Exception:  # noqa: BLE001 - QgsCsException
+                return None
+        return geometry
+
+    def update_coverage(self) -> str | None:
+        """Where the area lies outside the chosen input rasters, in words (None when inside
+        all of them). Compares the area with each input's raster footprint in the grid CRS;
+        ``coverage_blocks`` when the area misses a raster entirely (every cell would be empty)."""
+        self.coverage, self.coverage_blocks = None, False
+        crs = self.grid_crs
+        if self.area is None or not crs.isValid() or crs.isGeographic():
+            return None
+        area = self.area_geometry_in_grid_crs()
+        if area is None or area.isEmpty() or area.area() <= 0:
+            return None
+        outside, partly = [], []
+        for name, ref in self.inputs.items():
+            footprint = self.footprints.get(ref.path) if ref is not None else None
+            if footprint is None:
+                continue
+            rect, raster_crs = footprint
+            shape = QgsGeometry.fromRect(rect)
+            if raster_crs != crs:
+                shape = shape.densifyByCount(32)
+                try:
+                    shape.transform(QgsCoordinateTransform(raster_crs, crs, QgsProject.instance()))
+                except Exception:  # noqa: BLE001 - QgsCsException
+                    continue
+            inside = area.intersection(shape).area() / area.area()
+            if inside <= 1e-9:
+                outside.append(name)
+            elif inside < 0.999:
+                partly.append((name, 1.0 - inside))
+        if outside:
+            self.coverage_blocks = True
+            self.coverage = (
+                f"The area lies outside the raster of {', '.join(outside)}: every cell would be "
+                "empty. Draw the area over the input rasters (or zoom to a raster layer and use "
+                "Layer extent)."
+            )
+        elif partly:
+            share = max(fraction for _, fraction in partly)
+            names = ", ".join(name for name, _ in partly)
+            amount = "Nearly all" if share >= 0.995 else f"About {max(share, 0.01):.0%}"
+            self.coverage = (
+                f"{amount} of the area lies outside the raster of {names}: "
+                "those cells will be empty (nodata)."
+            )
+        return self.coverage
+
+    def seconds_per_cell_of_run(self) -> float | None:
+        """Expected seconds per cell of a whole run: the last run of this model when there
+        is one, else the model's timing plus sampling and writing (see the constants)."""
+        measured = self.run_rate.get(self.model_path)
+        if measured is not None:
+            return measured / 1.25  # estimate_run multiplies by its model overhead
+        if self.seconds_per_cell is None:
+            return None
+        files = len({ref.path for ref in self.inputs.values() if ref is not None}) or 1
+        # estimate_run multiplies by its model overhead (1.25): the I/O is added before it
+        io = files * SAMPLE_SECONDS_PER_CELL_AND_FILE + WRITE_SECONDS_PER_CELL
+        for spec in getattr(self.card, "inputs", ()) or ():
+            tensor = spec.tensor_shape(1)[1:] if spec.kind != "point" else ()
+            values = 1
+            for n in tensor:
+                values *= int(n)
+            if spec.kind != "point":
+                io += values * PATCH_SECONDS_PER_VALUE
+        return self.seconds_per_cell + io / 1.25
+
+    def record_run(self, cells: int, seconds: float) -> None:
+        """A finished run of the current model: its pace (start-up left out) is the next
+        estimates' seconds per cell, when the run was large enough to tell."""
+        if cells >= MIN_CELLS_TO_CALIBRATE and seconds > START_SECONDS:
+            self.run_rate[self.model_path] = (seconds - START_SECONDS) / cells
+
     def update_estimate(self) -> estimate.Estimate | None:
-        """Cells, disk and time of the run as it stands (None without an area or a projected CRS)."""
+        """Cells, disk and time of the run as it stands (None without an area or a projected
+        CRS); the coverage of the inputs too (:meth:`update_coverage`)."""
         self.estimate = None
         self.estimate_problem = ""
+        self.update_coverage()
         crs = self.grid_crs
         if self.area is None or not crs.isValid() or crs.isGeographic():
             return None
@@ -219,6 +379,8 @@ class DockState:
             self.estimate_problem = str(error)
             return None
         folder = self.outputs.folder
+        if folder and not os.path.isdir(folder) and folder == DEFAULT_FOLDER:
+            folder = os.path.dirname(folder)  # made at the first run
         free = shutil.disk_usage(folder).free if folder and os.path.isdir(folder) else None
         self.estimate = estimate.estimate_run(
             width,
@@ -226,10 +388,14 @@ class DockState:
             richness=self.outputs.richness,
             top_k=self.outputs.top_k,
             probabilities=len(self.outputs.species),
-            seconds_per_cell=self.seconds_per_cell,  # one run gives every output
+            seconds_per_cell=self.seconds_per_cell_of_run(),  # one run gives every output
             free_bytes=free,
             cell_size=self.cell_size,  # beyond MAX_CELLS: predict's very refusal
         )
+        if self.estimate.seconds is not None:
+            import dataclasses
+
+            self.estimate = dataclasses.replace(self.estimate, seconds=self.estimate.seconds + START_SECONDS)
         return self.estimate
 
     # ------------------------------------------------------------------ run
@@ -260,6 +426,8 @@ class DockState:
             reasons.append(f"The grid CRS {crs.authid()} is in degrees: choose a projected CRS (metres).")
         elif self.area is not None and self.area_in_grid_crs() is None:
             reasons.append("The area cannot be expressed in the grid CRS.")
+        elif self.coverage_blocks and self.coverage:
+            reasons.append(self.coverage)
         out = self.outputs
         if not (out.richness or out.top_k or out.species):
             reasons.append("Choose at least one output.")
@@ -268,7 +436,7 @@ class DockState:
             reasons.append(problem)
         if not out.folder:
             reasons.append("Choose an output folder.")
-        elif not os.path.isdir(out.folder):
+        elif not os.path.isdir(out.folder) and out.folder != DEFAULT_FOLDER:
             reasons.append(f"The output folder {out.folder} does not exist.")
         if not out.run_name.strip():
             reasons.append("Give the run a name.")
@@ -296,13 +464,18 @@ class DockState:
             # every species of the model, in the same single run
             paths[PROBABILITIES] = os.path.join(out.folder, f"{name}_probabilities.tif")
         area = self.area
+        # a rectangle in another CRS than the grid's is an AREA: its image in the grid CRS is
+        # no rectangle, so the cells outside the drawn outline are left empty
+        as_polygon = area.polygon or area.crs != self.grid_crs
         return RunRequest(
             model_path=self.model_path,
             mapping={k: v for k, v in self.inputs.items() if v is not None},
             extent=area.bounds(),
             extent_crs=crs_text(area.crs),
-            area=[area.wkb()] if area.polygon else None,
-            area_crs=crs_text(area.crs) if area.polygon else None,
+            area=[area.wkb() if area.polygon else bytes(area.geometry.densifyByCount(64).asWkb())]
+            if as_polygon
+            else None,
+            area_crs=crs_text(area.crs) if as_polygon else None,
             crs=crs_text(self.grid_crs),
             cell_size=float(self.cell_size),
             top_k=int(out.top_k),
@@ -310,4 +483,5 @@ class DockState:
             threshold=out.threshold,
             outputs=paths,
             name=name,
+            device=getattr(self, "device", "auto"),
         )

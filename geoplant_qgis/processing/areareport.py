@@ -125,7 +125,7 @@ class AreaReportAlgorithm(GeoPlantAlgorithm):
 
     def execute(self, parameters, context, feedback, progress):
         from ..core.decisions.areareport import area_report, predict_under_sites
-        from ..core.errors import InputDataError, MissingDependencyError
+        from ..core.errors import InputDataError
 
         table = self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
@@ -152,13 +152,9 @@ class AreaReportAlgorithm(GeoPlantAlgorithm):
             model = self.parameterAsFile(parameters, "MODEL", context)
             if not model:
                 raise InputDataError("Give PROBABILITIES (a probability raster) or a MODEL with its RASTERS.")
-            from ..dependencies import MODEL_RUN_DEPENDENCIES, install_hint, missing_dependencies
+            from ..dependencies import check_model_run_dependencies
 
-            missing = missing_dependencies(MODEL_RUN_DEPENDENCIES)
-            if missing:
-                raise MissingDependencyError(
-                    "Running a MODEL needs onnxruntime and onnx. " + install_hint(missing)
-                )
+            check_model_run_dependencies()
             rasters = (
                 raster_paths(self, parameters, context, "RASTERS") if given(parameters, "RASTERS") else []
             )

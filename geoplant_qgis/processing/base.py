@@ -18,7 +18,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.errors import GeoPlantError, plain_message
-from ..core.progress import Progress
+from ..core.progress import Progress, report_warnings
 
 ICON_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
 
@@ -153,14 +153,3 @@ def no_gdal_sidecars():
         yield
     finally:
         gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
-
-
-def report_warnings(caught, progress) -> None:
-    """Python warnings as one plain line each (message only, repeated ones once)."""
-    seen = set()
-    for item in caught:
-        text = str(item.message).strip().splitlines()[0] if str(item.message).strip() else ""
-        if not text or text in seen or issubclass(item.category, DeprecationWarning | ResourceWarning):
-            continue
-        seen.add(text)
-        progress.warning(text)

@@ -6,8 +6,6 @@ data to :func:`geoplant_qgis.core.evaluate.evaluate_surveys`.
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessing,
@@ -16,90 +14,14 @@ from qgis.core import (
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
-    QgsVectorLayer,
 )
 
-from ..core.errors import InputDataError, MissingDependencyError
+from ..core.errors import InputDataError
 from .base import GeoPlantAlgorithm
 from .device import add_device, read_device
 from .device import help_text as device_help
-from .inputs import layer_file
-from .params import (
-    add_model_parameters,
-    crs_text,
-    given,
-    is_null,
-    raster_paths,
-    read_number,
-    whole_number,
-)
-
-
-def _whole(token) -> int:
-    number = whole_number(token)
-    if number is None:
-        raise InputDataError(f"species id {str(token)!r} is not a whole number")
-    return number
-
-
-def _parse_ids(value) -> list[int]:
-    """speciesIds as written by loadobservations ("12 57 311"), a list, or one id."""
-    if is_null(value):
-        return []
-    if isinstance(value, list | tuple):
-        return [_whole(v) for v in value]
-    text = str(value).strip().strip("[]")
-    if not text or text.upper() == "NULL":
-        return []
-    return [_whole(t) for t in text.replace(",", " ").split()]
-
-
-def surveys_from_layer(layer):
-    """A point layer (loadobservations: one point per survey with speciesIds, or one per row with
-    speciesId) -> (DataFrame surveyId, x, y, speciesIds, the layer's CRS as text).
-
-    Features without a geometry or a surveyId are skipped; their count is in
-    ``frame.attrs["skipped"]``."""
-    import pandas as pd
-
-    names = layer.fields().names()
-    if "surveyId" not in names:
-        raise InputDataError(
-            f"The layer '{layer.name()}' has no surveyId field; load it with geoplant:loadobservations."
-        )
-    per_survey = "speciesIds" in names
-    if not per_survey and "speciesId" not in names:
-        raise InputDataError(
-            f"The layer '{layer.name()}' has neither a speciesIds nor a speciesId field: evaluation needs "
-            "the species observed in each survey."
-        )
-    species_field = "speciesIds" if per_survey else "speciesId"
-    rows = {}
-    skipped = 0
-    for feature in layer.getFeatures():
-        geometry = feature.geometry()
-        value = feature["surveyId"]
-        if geometry is None or geometry.isEmpty() or is_null(value):
-            skipped += 1
-            continue
-        try:
-            sid = _whole(value)
-        except InputDataError:
-            raise InputDataError(
-                f"The layer '{layer.name()}' has surveyId {str(value)!r}, which is not a whole number."
-            ) from None
-        point = geometry.asPoint() if not geometry.isMultipart() else geometry.asMultiPoint()[0]
-        entry = rows.setdefault(sid, [point.x(), point.y(), set()])
-        try:
-            entry[2].update(_parse_ids(feature[species_field]))
-        except InputDataError as error:
-            raise InputDataError(f"The layer '{layer.name()}', survey {sid}: {error}.") from None
-    frame = pd.DataFrame(
-        [(sid, x, y, sorted(s)) for sid, (x, y, s) in sorted(rows.items())],
-        columns=["surveyId", "x", "y", "speciesIds"],
-    )
-    frame.attrs["skipped"] = skipped
-    return frame, crs_text(layer.crs())
+from .params import add_model_parameters, given, raster_paths, read_number
+from .surveys import input_file, read_surveys
 
 
 class EvaluateAlgorithm(GeoPlantAlgorithm):
@@ -193,38 +115,6 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
 
-    def _surveys(self, parameters, name, context, progress):
-        """(DataFrame surveyId, x, y, speciesIds, CRS text) from a CSV path or a vector layer."""
-        from ..core.evaluate import surveys_from_csv
-
-        value = parameters.get(name)
-        if isinstance(value, str) and value.lower().endswith(".csv"):
-            if not os.path.isfile(value):
-                raise InputDataError(f"{name}: file not found: {value}")
-            return surveys_from_csv(value, progress=progress), "EPSG:4326"
-        layer = self.parameterAsLayer(parameters, name, context)
-        if layer is None:
-            raise InputDataError(f"{name} cannot be read: give a presence-absence CSV or a point layer.")
-        source = layer.source().split("|")[0]
-        if source.lower().endswith(".csv") and (
-            not isinstance(layer, QgsVectorLayer) or not layer.isSpatial() or layer.providerType() != "ogr"
-        ):
-            return surveys_from_csv(source, progress=progress), "EPSG:4326"
-        if not isinstance(layer, QgsVectorLayer) or not layer.isSpatial():
-            raise InputDataError(f"{name} must be a point layer or a presence-absence CSV.")
-        frame, crs = surveys_from_layer(layer)
-        if frame.attrs.get("skipped"):
-            progress.warning(
-                f"{name}: {frame.attrs['skipped']} feature(s) without a point or a surveyId were left out."
-            )
-        return frame, crs
-
-    def _input_file(self, parameters, name, context):
-        value = parameters.get(name)
-        if isinstance(value, str) and value.lower().endswith(".csv"):
-            return value
-        return layer_file(self, parameters, context, name)
-
     def execute(self, parameters, context, feedback, progress):
         from ..core.evaluate import check_evaluate_outputs, evaluate_surveys
 
@@ -235,7 +125,7 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             else None
         )
         # outputs that are inputs (or each other): refused before anything is read
-        input_files = {n: self._input_file(parameters, n, context) for n in ("SURVEYS", "TRAIN_SURVEYS")}
+        input_files = {n: input_file(self, parameters, context, n) for n in ("SURVEYS", "TRAIN_SURVEYS")}
         layers = {
             n: raster_paths(self, parameters, context, n) if given(parameters, n) else []
             for n in ("RASTERS", "PREDICTIONS")
@@ -249,10 +139,10 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             predictions=layers["PREDICTIONS"],
             input_files=input_files,
         )
-        surveys, crs = self._surveys(parameters, "SURVEYS", context, progress)
+        surveys, crs = read_surveys(self, parameters, "SURVEYS", context, progress)
         train_lists = None
         if given(parameters, "TRAIN_SURVEYS"):
-            train, _ = self._surveys(parameters, "TRAIN_SURVEYS", context, progress)
+            train, _ = read_surveys(self, parameters, "TRAIN_SURVEYS", context, progress)
             train_lists = list(train["speciesIds"])
         predictions = []
         if given(parameters, "PREDICTIONS"):
@@ -263,13 +153,9 @@ class EvaluateAlgorithm(GeoPlantAlgorithm):
             model = self.parameterAsFile(parameters, "MODEL", context)
             if not model:
                 raise InputDataError("Give PREDICTIONS (probability rasters) or a MODEL with its RASTERS.")
-            from ..dependencies import MODEL_RUN_DEPENDENCIES, install_hint, missing_dependencies
+            from ..dependencies import check_model_run_dependencies
 
-            missing = missing_dependencies(MODEL_RUN_DEPENDENCIES)
-            if missing:
-                raise MissingDependencyError(
-                    "Running a MODEL needs onnxruntime and onnx. " + install_hint(missing)
-                )
+            check_model_run_dependencies()
             rasters = raster_paths(self, parameters, context, "RASTERS")
             if not rasters and not mapping:
                 raise InputDataError(

@@ -25,19 +25,10 @@ if TYPE_CHECKING:
 
 def output_writers(request: PredictRequest, publication: Publication) -> dict[str, GeoTiffWriter]:
     """The run's writers, exactly as :meth:`core.predict.runner.Plan.make` makes them."""
-    grid = request.grid
     writers = {}
     for kind, spec in request.output_specs().items():
         publication.folder(spec.path)
-        writers[kind] = GeoTiffWriter(
-            spec.path,
-            width=grid.width,
-            height=grid.height,
-            crs=grid.crs,
-            transform=grid.transform,
-            publication=publication,
-            **spec.writer_options(),  # type: ignore[arg-type]
-        )
+        writers[kind] = spec.writer(request.grid, publication)
     return writers
 
 

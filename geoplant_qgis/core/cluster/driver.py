@@ -104,7 +104,7 @@ def run_on_cluster(
     """Run ``request`` as tiles on a Dask scheduler and publish outputs identical to
     :func:`core.predict.run`'s. ``scheduler``: "tcp://host:port" or "local:N";
     ``tile_cells``: cells per tile (default :data:`.tiles.DEFAULT_TILE_CELLS`)."""
-    from ..predict.runner import PredictResult
+    from ..predict.runner import PredictResult, check_some_valid
     from .assemble import assemble
 
     progress = as_progress(progress)
@@ -141,26 +141,13 @@ def run_on_cluster(
     if todo:
         _compute(request, todo, manifest, digest, scheduler, progress, kept, len(plan.tiles))
     valid = sum(int(manifest.tiles[t.key].get("valid", 0)) for t in plan.tiles)
-    if valid == 0:
-        raise InputDataError(
-            "No cell of the grid has data for every model input"
-            + (" inside the AREA" if request.area is not None else "")
-            + ": the rasters have no data there (nodata or outside). Check the extent, the "
-            "area and the rasters; nothing was written."
-        )
+    check_some_valid(request, valid)
     progress.info("Assembling the tiles into the outputs.")
     assemble(request, plan.tiles, folder, progress)
     shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - started
-    cells = request.grid.width * request.grid.height
-    result = PredictResult(
-        cells=cells,
-        valid_cells=valid,
-        species=len(request.card.species),
-        seconds=seconds,
-        cells_per_second=cells / seconds if seconds > 0 else float("inf"),
-        outputs=dict(request.outputs),
-    )
+    result = PredictResult.of(request, valid, seconds)
+    cells = result.cells
     progress.info(
         f"Predicted {cells:,} cells ({valid:,} valid) on the cluster: {len(todo)} tile(s) computed, "
         f"{kept} reused, in {seconds:.1f} s: {result.cells_per_second:,.0f} cells/s."

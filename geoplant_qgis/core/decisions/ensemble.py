@@ -53,6 +53,18 @@ def ensemble(
     paths = [os.fspath(p) for p in inputs]  # type: ignore[call-overload]
     if len(paths) < 2:
         raise InputDataError(f"INPUTS needs at least two probability rasters to combine; got {len(paths)}.")
+    seen: dict[object, str] = {}
+    for path in paths:
+        try:
+            key: object = (os.stat(path).st_dev, os.stat(path).st_ino)
+        except OSError:
+            key = os.path.realpath(path)
+        if key in seen:
+            raise InputDataError(
+                f"INPUTS gives the same raster twice ({seen[key]} and {path}): its spread would be 0 "
+                "and its agreement counted twice, as if two models agreed. Give each member once."
+            )
+        seen[key] = path
     if len(paths) > MAX_MEMBERS:
         raise InputDataError(f"INPUTS holds {len(paths)} rasters; at most {MAX_MEMBERS} can be combined.")
     cut = None

@@ -138,6 +138,10 @@ def blocks(
             yield Block(row, n, start, min(count, start + per_group))
 
 
+#: how far outside [0, 1] a probability may be (float rounding) before it is refused
+PROBABILITY_TOLERANCE = 1e-6
+
+
 def read_block(dataset, block: Block, nodata: float | None, col_range: tuple[int, int] | None = None):
     """The block's values as float64 [bands, rows, cols], NaN where the raster has no data
     (its nodata value, or NaN)."""
@@ -149,6 +153,16 @@ def read_block(dataset, block: Block, nodata: float | None, col_range: tuple[int
     )
     if nodata is not None and not math.isnan(nodata):
         values[values == nodata] = np.nan
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        low, high = float(finite.min()), float(finite.max())
+        if low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE:
+            raise InputDataError(
+                f"{os.path.basename(dataset.name)} holds values from {low:.6g} to {high:.6g} (rows "
+                f"{block.row}-{block.row + block.rows - 1}): they are not probabilities (0 to 1). Give "
+                "a probability raster from geoplant:predict (OUTPUT_PROBABILITIES), or declare the "
+                "raster's nodata value."
+            )
     return values
 
 

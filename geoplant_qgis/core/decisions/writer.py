@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -45,6 +46,11 @@ class RasterOutput:
     ):
         import rasterio
 
+        if not os.fspath(path).lower().endswith((".tif", ".tiff")):
+            raise OutputError(
+                f"{os.path.basename(os.fspath(path))} would be a GeoTIFF under another file type's name: "
+                "give a name ending in .tif."
+            )
         self.path = path
         self.tmp = publication.temporary(path)
         profile = dict(

@@ -195,6 +195,21 @@ class OutputSpec:
             "sidecars": dict(self.sidecars),
         }
 
+    def writer(self, grid: Any, publication: Any) -> Any:
+        """This output's :class:`core.geotiff.GeoTiffWriter` on ``grid`` (a
+        :class:`core.grid.Grid`), registered with ``publication``; not opened yet."""
+        from ..geotiff import GeoTiffWriter
+
+        return GeoTiffWriter(
+            self.path,
+            width=grid.width,
+            height=grid.height,
+            crs=grid.crs,
+            transform=grid.transform,
+            publication=publication,
+            **self.writer_options(),  # type: ignore[arg-type]
+        )
+
 
 def output_specs(
     outputs: Mapping[str, str],

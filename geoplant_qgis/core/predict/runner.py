@@ -67,6 +67,31 @@ class PredictResult:
     cells_per_second: float
     outputs: dict[str, str] = field(default_factory=dict)  # "richness" | "topk" | "probabilities" -> path
 
+    @classmethod
+    def of(cls, request: PredictRequest, valid: int, seconds: float) -> PredictResult:
+        """The result of ``request`` run in ``seconds``, ``valid`` of its grid's cells predicted."""
+        cells = request.grid.width * request.grid.height
+        return cls(
+            cells=cells,
+            valid_cells=valid,
+            species=len(request.card.species),
+            seconds=seconds,
+            cells_per_second=cells / seconds if seconds > 0 else float("inf"),
+            outputs=dict(request.outputs),
+        )
+
+
+def check_some_valid(request: PredictRequest, valid: int) -> None:
+    """InputDataError when no cell of the grid was predicted (``valid`` cells): then nothing
+    is written."""
+    if valid == 0:
+        raise InputDataError(
+            "No cell of the grid has data for every model input"
+            + (" inside the AREA" if request.area is not None else "")
+            + ": the rasters have no data there (nodata or outside). Check the extent, the "
+            "area and the rasters; nothing was written."
+        )
+
 
 @dataclass(frozen=True)
 class Block:
@@ -170,18 +195,7 @@ class Plan:
                 + (f" ({len(request.columns)} probability bands)" if "probabilities" in specs else "")
                 + f", blocks of {block_cells} cells."
             )
-            writers = {
-                k: GeoTiffWriter(
-                    s.path,
-                    width=grid.width,
-                    height=grid.height,
-                    crs=grid.crs,
-                    transform=grid.transform,
-                    publication=publication,
-                    **s.writer_options(),  # type: ignore[arg-type]
-                )
-                for k, s in specs.items()
-            }
+            writers = {k: s.writer(grid, publication) for k, s in specs.items()}
             strip = min((w.tile_h for w in writers.values()), default=256)
             windows = block_windows(grid, block_cells, strip)
         except BaseException:
@@ -235,13 +249,7 @@ def run(request: PredictRequest, progress: Any = None) -> PredictResult:
             writers = list(plan.writers.values())
             try:
                 valid = _stream(plan, progress)
-                if valid == 0:
-                    raise InputDataError(
-                        "No cell of the grid has data for every model input"
-                        + (" inside the AREA" if request.area is not None else "")
-                        + ": the rasters have no data there (nodata or outside). Check the extent, the "
-                        "area and the rasters; nothing was written."
-                    )
+                check_some_valid(request, valid)
                 finish_and_publish(writers, progress)
             except BaseException:
                 discard(writers)
@@ -249,16 +257,8 @@ def run(request: PredictRequest, progress: Any = None) -> PredictResult:
     finally:
         plan.close()
     seconds = time.perf_counter() - started
-    cells = request.grid.width * request.grid.height
-    n_species = len(request.card.species)
-    result = PredictResult(
-        cells=cells,
-        valid_cells=valid,
-        species=n_species,
-        seconds=seconds,
-        cells_per_second=cells / seconds if seconds > 0 else float("inf"),
-        outputs=dict(request.outputs),
-    )
+    result = PredictResult.of(request, valid, seconds)
+    cells, n_species = result.cells, result.species
     progress.info(
         f"Predicted {cells:,} cells ({valid:,} valid), {n_species} species, "
         f"in {seconds:.1f} s: {result.cells_per_second:,.0f} cells/s."

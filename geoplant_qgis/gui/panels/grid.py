@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from qgis.core import QgsCoordinateReferenceSystem
 from qgis.gui import QgsDoubleSpinBox, QgsProjectionSelectionWidget
-from qgis.PyQt.QtWidgets import QFormLayout, QLabel
+from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel
 
 from ...core import estimate
+from ...core.devices import DEFAULT_DEVICE, DEVICE_NAMES
 from ...core.predict.request import DEFAULT_CELL_SIZE, DEFAULT_CRS
 from .common import section, signals_blocked
 
@@ -31,6 +32,18 @@ class GridPanel:
         self.crs_widget.setCrs(QgsCoordinateReferenceSystem(DEFAULT_CRS))
         self.crs_widget.crsChanged.connect(self._read)
         form.addRow("CRS", self.crs_widget)
+        # where the model runs (core.devices): auto takes a GPU when onnxruntime offers one;
+        # a missing one falls back to the CPU with a warning in the run's log
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICE_NAMES))
+        self.device_combo.setCurrentText(DEFAULT_DEVICE)
+        self.device_combo.setToolTip(
+            "Where the model runs. auto: a GPU when the installed onnxruntime offers one (CUDA: "
+            "onnxruntime-gpu with CUDA 12 and cuDNN 9), else the CPU. A device that is missing "
+            "falls back to the CPU with a warning."
+        )
+        self.device_combo.currentTextChanged.connect(self._read)
+        form.addRow("Device", self.device_combo)
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
         form.addRow(self.estimate_label)
@@ -42,6 +55,7 @@ class GridPanel:
     def _read(self, *args):
         self.state.cell_size = float(self.cell_size_spin.value())
         self.state.grid_crs = QgsCoordinateReferenceSystem(self.crs_widget.crs())
+        self.state.device = self.device_combo.currentText() or DEFAULT_DEVICE
         self.on_changed()
 
     def show_grid(self, state, default_cell_size=None):
@@ -58,11 +72,12 @@ class GridPanel:
         result = state.estimate
         if result is None:
             self.estimate_label.setText("")
-            self.estimate_warning.setText(state.estimate_problem)
+            self.estimate_warning.setText("\n".join(t for t in (state.estimate_problem, state.coverage) if t))
             return
         self.estimate_label.setText(
             f"{result.width:,} × {result.height:,} = {result.cells:,} cells<br>"
             f"outputs up to {estimate.format_bytes(result.bytes)} on disk<br>"
             f"expected time: {estimate.format_duration(result.seconds)}"
         )
-        self.estimate_warning.setText("\n".join(result.warnings))
+        lines = [*result.warnings, *([state.coverage] if state.coverage else [])]
+        self.estimate_warning.setText("\n".join(lines))

@@ -140,14 +140,14 @@ class OutputsPanel:
             item = self.species_list.item(i)
             item.setHidden(bool(needle) and needle not in item.text().casefold())
 
-    def set_species_checked(self, ids, checked=True):
+    def set_species_checked(self, ids, checked=True, notify=True):
         wanted = {int(i) for i in ids}
         with signals_blocked(self.species_list):
             for i in range(self.species_list.count()):
                 item = self.species_list.item(i)
                 if int(item.data(Qt.UserRole)) in wanted:
                     item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
-        self.read()
+        self.read(notify=notify)
 
     def selected_species(self) -> list[int]:
         return [
