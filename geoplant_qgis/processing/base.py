@@ -107,7 +107,7 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Check the parameters again (a QGIS task runs an algorithm without
-        checkParameterValues), then run :meth:`execute` with SIGTERM/SIGHUP as cancellation
+        checkParameterValues), then run :meth:`execute` with SIGTERM/SIGHUP/SIGQUIT as cancellation
         (:mod:`core.signals`), Python warnings turned into plain log lines (no source paths),
         and every error into plain words (:func:`core.errors.plain_message`): no traceback
         reaches the user."""
