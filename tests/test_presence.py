@@ -4,6 +4,7 @@ data-driven thresholds equal brute-force searches, bad input leaves the folder a
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -202,7 +203,7 @@ def test_bad_input_is_refused_and_leaves_the_folder_as_it_was(world, case, messa
         before = fingerprint(tmp_path)
         args = (bad, "fixed")
         kwargs["threshold"] = 0.5
-    with pytest.raises(InputDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(InputDataError, match=re.escape(message)):
         presence_maps(*args, **kwargs)
     assert fingerprint(tmp_path) == before and temporaries(tmp_path) == []
 

@@ -98,15 +98,16 @@ def _check_margin(margin) -> int:
     )
 
 
-def richness_top_k(scores, k: int, margin: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+def richness_top_k(scores, k: int, margin: int = 0, top=None) -> tuple[list[np.ndarray], np.ndarray]:
     """GeoPlant's "Top-K estimation": each row's top-K set with its own K, the row's
     expected richness (the sum of its scores) rounded plus ``margin``, from 1 to ``k``
-    (:func:`.predict.outputs.richness_k`, predict's TOPK_MODE "richness"). Returns
+    (:func:`.predict.outputs.richness_k`, predict's TOPK_MODE "richness"). ``top``: the
+    rows' :func:`top_k_indices` when the caller has them already. Returns
     ([column indices by decreasing score, one array per row], K per row)."""
     from .predict.outputs import richness_k
 
     scores = np.asarray(scores, dtype=np.float64)
-    top = top_k_indices(scores, k)
+    top = top_k_indices(scores, k) if top is None else np.asarray(top)
     ks = richness_k(scores.sum(axis=1), _check_margin(margin), top.shape[1])
     return [row[:n] for row, n in zip(top, ks.tolist(), strict=True)], ks
 
@@ -288,9 +289,10 @@ def evaluate(
     survey_ids = survey_ids[valid]
     true_lists = [tl for tl, v in zip(true_lists, valid, strict=True) if v]
     true_sets = _as_id_sets(true_lists)
-    top = species_ids[top_k_indices(probs, k)]
+    top_columns = top_k_indices(probs, k)
+    top = species_ids[top_columns]
     scores = set_scores(true_sets, list(top))
-    richness_columns, richness_ks = richness_top_k(probs, k, topk_margin)
+    richness_columns, richness_ks = richness_top_k(probs, k, topk_margin, top=top_columns)
     by_richness = set_scores(true_sets, [species_ids[c] for c in richness_columns])
     column = {int(s): j for j, s in enumerate(species_ids)}
     presence = np.zeros(probs.shape, dtype=bool)
@@ -302,7 +304,9 @@ def evaluate(
                 unknown += 1
             else:
                 presence[i, j] = True
-    auc_m, auc_n = macro_auc(presence, probs)
+    roc = roc_data(presence, probs, species_ids)  # every species' AUC, once (as macro_auc would)
+    aucs = [auc for *_, auc in roc["species_auc"] if not math.isnan(auc)]
+    auc_m, auc_n = (float(np.mean(aucs)) if aucs else float("nan")), len(aucs)
     result = Evaluation(
         k=int(k),
         n_surveys=int(len(true_sets)),
@@ -326,7 +330,7 @@ def evaluate(
             "recall_richness_k": by_richness["recall"],
         },
         unknown_species=unknown,
-        extra={"dropped_surveys": int((~valid).sum()), **roc_data(presence, probs, species_ids)},
+        extra={"dropped_surveys": int((~valid).sum()), **roc},
         topk_margin=topk_margin,
         f1_richness=float(by_richness["f1"].mean()),
         recall_richness=_mean_recall(by_richness["recall"]),

@@ -70,16 +70,31 @@ def histogram_counts(counts: ArrayLike, edges: ArrayLike, title: str, xlabel: st
 
 
 def histograms(series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str, bins: int = 20) -> str:
-    """Overlaid histograms of values in [0, 1], one per (label, values)."""
+    """Histograms of values in [0, 1], one per (label, values): filled bars for one series,
+    outlines in their own colour and dash for several (overlaid filled bars hide one another,
+    and two equal series would show as one)."""
     from matplotlib import rc_context
 
+    styles = zip((BLUE, RED, GREEN, GREY), ("-", "--", ":", "-."), strict=True)
     with rc_context(_RC):
         fig = _figure()
         ax = fig.add_subplot()
-        for (label, values), colour in zip(series, (BLUE, RED, GREEN, GREY), strict=False):
+        for (label, values), (colour, dash) in zip(series, styles, strict=False):
             v = np.asarray(values, dtype=float)
             v = v[np.isfinite(v)]
-            ax.hist(v, bins=bins, range=(0.0, 1.0), alpha=0.6, color=colour, label=label, edgecolor="white")
+            if len(series) == 1:
+                ax.hist(v, bins=bins, range=(0.0, 1.0), color=colour, label=label, edgecolor="white")
+            else:
+                ax.hist(
+                    v,
+                    bins=bins,
+                    range=(0.0, 1.0),
+                    histtype="step",
+                    linewidth=1.8,
+                    linestyle=dash,
+                    color=colour,
+                    label=label,
+                )
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("surveys")

@@ -19,21 +19,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import InputDataError
+from ..predict.outputs import species_id_of_band
 
 #: values of one block (rows x columns x bands) read at once: 4M float64 = 32 MB
 BLOCK_VALUES = 4 * 1024 * 1024
 #: rows of a block (a multiple of GeoTIFF's usual 256-row tiles when the width allows)
 BLOCK_ROWS = 256
 _SUFFIX = re.compile(r"\s*\((-?\d+)\)\s*$")
-
-
-def species_id_of_band(description: str | None) -> int | None:
-    """The species id of a band described ``"<name> (<id>)"`` (predict's rule), or None."""
-    try:  # the rule lives with predict's outputs; import it from where it is
-        from ..predict.outputs import species_id_of_band as rule
-    except ImportError:  # pragma: no cover - before the engine's restructuring
-        from ..geotiff import species_id_of_band as rule  # type: ignore[no-redef]
-    return rule(description)
 
 
 def species_name_of_band(description: str) -> str:

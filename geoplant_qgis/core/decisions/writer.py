@@ -17,15 +17,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..files import Publication
-
-
-def _compression() -> dict:
-    try:  # ZSTD where GDAL has it (as predict writes), else DEFLATE
-        from ..geotiff import compression_options
-
-        return dict(compression_options())
-    except Exception:  # noqa: BLE001 - the writer moved or GDAL is odd: DEFLATE is everywhere
-        return {"compress": "deflate", "zlevel": 1}
+from ..geotiff import compression_options
 
 
 class RasterOutput:
@@ -67,7 +59,7 @@ class RasterOutput:
             blockysize=256,
             interleave="band",
             bigtiff="IF_SAFER",
-            **_compression(),
+            **compression_options(),
         )
         if np.dtype(dtype).kind == "f":
             profile["predictor"] = 3
