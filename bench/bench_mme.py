@@ -57,8 +57,19 @@ def _smooth(shape, rng, scale, offset):
     return out
 
 
-def make_data(workdir: Path, side: int) -> list[str]:
+def _write(path: Path, data: np.ndarray, profile: dict, names) -> None:
+    """``data`` as the GeoTIFF ``path`` with its band descriptions, written under a temporary name."""
     import rasterio
+
+    part = path.with_suffix(".part.tif")
+    with rasterio.open(part, "w", **profile) as dst:
+        dst.write(data)
+        for i, name in enumerate(names, 1):
+            dst.set_band_description(i, name)
+    os.replace(part, path)
+
+
+def make_data(workdir: Path, side: int) -> list[str]:
     from rasterio.transform import from_origin
 
     from geoplant_qgis.convert import presets
@@ -78,11 +89,7 @@ def make_data(workdir: Path, side: int) -> list[str]:
         profile = dict(driver="GTiff", width=w, height=h, count=len(names), dtype="uint8", crs="EPSG:3035")
         profile.update(transform=from_origin(x0, y1, LANDSAT_PIXEL, LANDSAT_PIXEL), compress="deflate")
         profile.update(tiled=True, interleave="band")
-        with rasterio.open(path.with_suffix(".part.tif"), "w", **profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(names, 1):
-                dst.set_band_description(i, name)
-        os.replace(path.with_suffix(".part.tif"), path)
+        _write(path, data, profile, names)
     paths.append(str(path))
 
     path = workdir / f"bioclim_{side}.tif"
@@ -96,11 +103,7 @@ def make_data(workdir: Path, side: int) -> list[str]:
         data = _smooth((len(names), h, w), rng, 800, 3000)
         profile = dict(driver="GTiff", width=w, height=h, count=len(names), dtype="float32", crs="EPSG:4326")
         profile.update(transform=from_origin(west - step, north + step, step, step), interleave="band")
-        with rasterio.open(path.with_suffix(".part.tif"), "w", **profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(names, 1):
-                dst.set_band_description(i, name)
-        os.replace(path.with_suffix(".part.tif"), path)
+        _write(path, data, profile, names)
     paths.append(str(path))
 
     path = workdir / f"sentinel2_{side}.tif"
@@ -111,11 +114,7 @@ def make_data(workdir: Path, side: int) -> list[str]:
         data = np.clip(data, 0, 10000).astype(np.uint16)
         profile = dict(driver="GTiff", width=w, height=h, count=4, dtype="uint16", crs="EPSG:3035")
         profile.update(transform=from_origin(x0, y1, S2_PIXEL, S2_PIXEL), compress="deflate", tiled=True)
-        with rasterio.open(path.with_suffix(".part.tif"), "w", **profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(presets.S2_BANDS, 1):
-                dst.set_band_description(i, name)
-        os.replace(path.with_suffix(".part.tif"), path)
+        _write(path, data, profile, presets.S2_BANDS)
     paths.append(str(path))
     return paths
 

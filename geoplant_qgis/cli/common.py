@@ -113,6 +113,16 @@ def read_area(value: str, option: str = "--area") -> tuple[tuple[bytes, ...], st
     return vector.geometries, vector.crs, vector.path
 
 
+def model_path(value: str | None) -> str:
+    """``--model``, else the bundled demo model; UsageError when there is neither."""
+    from ..core.bundled import default_model_path
+
+    model = value if value is not None else default_model_path()
+    if not model:
+        raise UsageError("Give --model (an .onnx file with a geoplant card): no bundled model here.")
+    return model
+
+
 def output_tif(value: str | None, option: str) -> str | None:
     """An output raster path; like geoplant:predict, only GeoTIFF (.tif / .tiff)."""
     if not value:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import HelpFormatter, TerminalProgress, UsageError
+from .common import HelpFormatter, TerminalProgress, model_path
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -24,14 +24,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, progress: TerminalProgress) -> int:
-    from ..core.bundled import default_model_path
     from ..core.cardtext import describe_card
     from ..core.files import Publication, check_outputs
     from ..core.modelcard import read_model_card
 
-    model = args.model if args.model is not None else default_model_path()
-    if not model:
-        raise UsageError("Give --model (an .onnx file with a geoplant card): no bundled model here.")
+    model = model_path(args.model)
     if args.output_json:  # refused before anything is read or written
         check_outputs({"OUTPUT_JSON": args.output_json}, {"MODEL": model})
     card = read_model_card(model)

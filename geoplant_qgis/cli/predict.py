@@ -12,7 +12,15 @@ import argparse
 import inspect
 from typing import Any
 
-from .common import HelpFormatter, TerminalProgress, UsageError, output_tif, parse_extent, read_area
+from .common import (
+    HelpFormatter,
+    TerminalProgress,
+    UsageError,
+    model_path,
+    output_tif,
+    parse_extent,
+    read_area,
+)
 
 OUTPUTS = (
     ("output_richness", "--output-richness", "richness"),
@@ -134,7 +142,6 @@ def _text(value: str | None) -> Any:
 
 def build_request(args: argparse.Namespace) -> Any:
     """The options as core's ``PredictRequest`` (checked by ``PredictRequest.build``)."""
-    from ..core.bundled import default_model_path
     from ..core.predict import Area, PredictRequest
 
     outputs = {kind: output_tif(getattr(args, attr), option) for attr, option, kind in OUTPUTS}
@@ -147,9 +154,7 @@ def build_request(args: argparse.Namespace) -> Any:
     if args.area is not None:
         geometries, area_crs, area_file = read_area(args.area)
         area = Area(geometries, area_crs)
-    model = args.model if args.model is not None else default_model_path()
-    if not model:
-        raise UsageError("Give --model (an .onnx file with a geoplant card): no bundled model here.")
+    model = model_path(args.model)
     extra: dict[str, Any] = {}
     for option, keyword, value in (
         ("--device", "device", args.device),

@@ -96,45 +96,52 @@ class Preset:
     notes: tuple[str, ...] = field(default=())
 
 
-def _landsat(mean: float, std: float, source: str) -> InputPreset:
+def _cube(
+    name: str,
+    dimensions: tuple[Dimension, ...],
+    name_template: str,
+    line: int,
+    mean: float,
+    std: float,
+    source: str,
+    note: str,
+) -> InputPreset:
+    """A cube input of malpolon's ensemble: NaN -> 0 (``SOURCE``:``line``), then normalised."""
     return InputPreset(
-        name="landsat",
+        name=name,
         kind="cube",
-        dimensions=(
-            Dimension("band", LANDSAT_BANDS),
-            Dimension("quarter", LANDSAT_QUARTERS),
-            Dimension("year", LANDSAT_YEARS),
-        ),
-        name_template="landsat_{band}_{year}_q{quarter}",
+        dimensions=dimensions,
+        name_template=name_template,
         preprocess=(
             {"op": "fill_nan", "value": 0.0},
             {"op": "normalise", "mean": mean, "std": std},
         ),
-        sources=(f"{SOURCE}:70 nan_to_num", source),
-        notes=(
-            "values in the units of GeoPlant's Landsat cubes "
-            "(Ecodatacube quarterly mosaics, 3..120 in the samples)",
-        ),
+        sources=(f"{SOURCE}:{line} nan_to_num", source),
+        notes=(note,),
     )
+
+
+def _landsat(mean: float, std: float, source: str) -> InputPreset:
+    dimensions = (
+        Dimension("band", LANDSAT_BANDS),
+        Dimension("quarter", LANDSAT_QUARTERS),
+        Dimension("year", LANDSAT_YEARS),
+    )
+    note = (
+        "values in the units of GeoPlant's Landsat cubes "
+        "(Ecodatacube quarterly mosaics, 3..120 in the samples)"
+    )
+    return _cube("landsat", dimensions, "landsat_{band}_{year}_q{quarter}", 70, mean, std, source, note)
 
 
 def _bioclim(mean: float, std: float, source: str) -> InputPreset:
-    return InputPreset(
-        name="bioclim",
-        kind="cube",
-        dimensions=(
-            Dimension("variable", BIOCLIM_VARIABLES),
-            Dimension("year", BIOCLIM_YEARS),
-            Dimension("month", MONTHS),
-        ),
-        name_template="{variable}_{year}-{month:02d}",
-        preprocess=(
-            {"op": "fill_nan", "value": 0.0},
-            {"op": "normalise", "mean": mean, "std": std},
-        ),
-        sources=(f"{SOURCE}:97 nan_to_num", source),
-        notes=("CHELSA monthly values as stored in GeoPlant's cubes (temperatures in 0.1 K)",),
+    dimensions = (
+        Dimension("variable", BIOCLIM_VARIABLES),
+        Dimension("year", BIOCLIM_YEARS),
+        Dimension("month", MONTHS),
     )
+    note = "CHELSA monthly values as stored in GeoPlant's cubes (temperatures in 0.1 K)"
+    return _cube("bioclim", dimensions, "{variable}_{year}-{month:02d}", 97, mean, std, source, note)
 
 
 GLC24_S2_MEAN = [78.761, 82.859, 71.288, 146.082]
