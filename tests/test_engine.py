@@ -952,6 +952,35 @@ def test_write_error_mid_run_is_raised_not_hung(tmp_path, climate, monkeypatch):
     assert os.listdir(out) == []
 
 
+def test_write_error_mid_run_keeps_the_existing_output(tmp_path, climate, monkeypatch):
+    """The writer failing after the first block: the user's file under the output name is
+    left byte for byte as it was (checksum before/after), and no temporary stays."""
+    import hashlib
+
+    from geoplant_qgis.core import geotiff
+
+    model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / "r.tif"
+    existing.write_bytes(b"the user's previous richness raster")
+    before = hashlib.sha256(existing.read_bytes()).hexdigest()
+    real_write = geotiff.GeoTiffWriter.write
+
+    def failing_write(self, array, row_off, col_off=0):
+        if row_off > 0 or col_off > 0:  # the first block goes through
+            raise OutputError("The disk is full.")
+        return real_write(self, array, row_off, col_off)
+
+    monkeypatch.setattr(geotiff.GeoTiffWriter, "write", failing_write)
+    with pytest.raises(OutputError, match="The disk is full"):
+        engine.predict(
+            model, climate, extent=EXTENT, cell_size=1000, output_richness=str(existing), block_cells=5
+        )
+    assert os.listdir(out) == ["r.tif"]
+    assert hashlib.sha256(existing.read_bytes()).hexdigest() == before
+
+
 def test_mapping_names_the_model_does_not_use_are_reported(tmp_path, climate):
     """A MAPPING typo ('bio_l' for 'bio1') does not pass silently; the used entries still apply."""
     model = make_model(tmp_path / "m.onnx", [POINT_INPUT], W, B)

@@ -236,11 +236,20 @@ def test_micro_batches_are_balanced_between_workers(tmp_path):
     assert pipeline.micro_batch == engine.MICRO_BATCH
     x = np.cumsum(rng.normal(scale=0.05, size=(677, 2)), axis=0).astype(np.float32)
     sizes = [pipeline.padded(stop - start) for start, stop in pipeline.split(len(x))]
+    fed = []  # the rows each onnxruntime call really got (not only the plan)
+    run_session = pipeline._run_session
+
+    def recording(worker, feeds):
+        fed.append(len(feeds["env"]))
+        return run_session(worker, feeds)
+
+    pipeline._run_session = recording
     got = pipeline.run({"env": x})
     assert engine.TOPK_GROUP == 64
     # 4 pieces of ceil(677 / 4) = 170 rows rounded up to whole groups of 64: 192, 192, 192
     # and the last 101 rows padded to 128
     assert sorted(sizes) == [128, 192, 192, 192]
+    assert sorted(fed) == sorted(sizes)
     p = probabilities(x)
     np.testing.assert_array_equal(got["topk"], expected(p, range(s), 5))
     np.testing.assert_allclose(got["richness"], p.sum(axis=1), rtol=1e-5)

@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,8 +106,9 @@ class Block:
     feeds: dict[str, Any] | None
     valid: np.ndarray
 
-    @property
+    @cached_property
     def n_valid(self) -> int:
+        """Valid cells (counted once: the stream asks for it several times per block)."""
         return int(self.valid.sum())
 
     def where(self) -> str:
@@ -380,6 +382,15 @@ def _stream(plan: Plan, progress: Any) -> int:
     writer_thread.start()
     in_flight: tuple[Block, PendingRun | None] | None = None
     valid_total = written = 0
+
+    def finish(block: Block, pending: PendingRun | None) -> None:
+        """Collect a submitted block and queue its raster blocks for the writer."""
+        nonlocal valid_total, written
+        to_write.put(_raster_block(plan, block, _collect(block, pending)))
+        valid_total += block.n_valid
+        written += 1
+        progress.set_progress(100.0 * written / len(plan.windows))
+
     try:
         while True:
             progress.check_cancelled()
@@ -394,16 +405,10 @@ def _stream(plan: Plan, progress: Any) -> int:
             pending = plan.pipeline.submit(block.feeds) if block.n_valid and block.feeds else None
             previous, in_flight = in_flight, (block, pending)
             if previous is not None:
-                to_write.put(_raster_block(plan, previous[0], _collect(*previous)))
-                valid_total += previous[0].n_valid
-                written += 1
-                progress.set_progress(100.0 * written / len(plan.windows))
+                finish(*previous)
         if in_flight is not None:
             last, in_flight = in_flight, None
-            to_write.put(_raster_block(plan, last[0], _collect(*last)))
-            valid_total += last[0].n_valid
-            written += 1
-            progress.set_progress(100.0 * written / len(plan.windows))
+            finish(*last)
         progress.check_cancelled()
         to_write.put(_END)
         writer_thread.join()
