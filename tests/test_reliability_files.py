@@ -147,6 +147,18 @@ def test_one_file_for_two_outputs_is_refused(tmp_path):
         run.temporary(tmp_path / "sub" / ".." / "x.csv")
 
 
+def test_a_failed_write_names_the_output_not_the_hidden_temporary(tmp_path):
+    final = tmp_path / "table.csv"
+    with files.Publication() as run:
+        tmp = run.temporary(final)
+        os.mkdir(tmp)  # the write fails
+        with pytest.raises(OutputError) as caught:
+            run.write_text(tmp, "x")
+        os.rmdir(tmp)
+    assert str(caught.value).startswith(f"Cannot write {final}: ")
+    assert os.path.basename(tmp) not in str(caught.value) and snapshot(tmp_path) == {}
+
+
 READ_ONLY_RUN = """
 import sys
 root, base = sys.argv[1], sys.argv[2]

@@ -15,6 +15,7 @@ Every core writer goes through this module:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -92,7 +93,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True  # someone else's process: not ours to judge
     return True
 
@@ -201,12 +202,8 @@ def write_text(path, text: str) -> str:
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass
 
 
 def publish_together(pairs) -> None:
@@ -226,7 +223,7 @@ def publish_together(pairs) -> None:
     final = ""
     try:
         for tmp, final in pairs:
-            moving = [final] + [s for s in sidecars_of(final) if s not in finals and os.path.lexists(s)]
+            moving = [final] + [s for s in sidecars_of(final) if s not in finals]
             for old in moving:
                 if os.path.lexists(old):
                     backup = _name(old, "backup")
@@ -264,9 +261,7 @@ class Publication:
     def __init__(self, progress=None):
         self.progress = progress
         self.pairs: list[tuple[str, str]] = []
-        self._finals: set[str] = set()
         self.created: list[str] = []
-        self._temporaries: list[str] = []
         self._cleaned: set[str] = set()
         self.published = False
 
@@ -291,29 +286,25 @@ class Publication:
                 f"({len(os.fsencode(os.path.basename(final)))} bytes; file systems take {NAME_MAX}): "
                 "choose a shorter name."
             )
-        if final in self._finals:
+        if any(final == f for _, f in self.pairs):
             raise OutputError(f"{final} is given for two outputs of this run; give each its own file.")
         self.folder(final)
         tmp = temporary_sibling(final)
         self.pairs.append((tmp, final))
-        self._finals.add(final)
-        self._temporaries.append(tmp)
         return tmp
 
     def add(self, tmp, final) -> None:
         """A temporary file written by someone else (e.g. a GDAL writer), to publish too."""
-        tmp, final = os.path.abspath(os.fspath(tmp)), os.path.abspath(os.fspath(final))
-        self.pairs.append((tmp, final))
-        self._finals.add(final)
-        self._temporaries.append(tmp)
+        self.pairs.append((os.path.abspath(os.fspath(tmp)), os.path.abspath(os.fspath(final))))
 
-    @staticmethod
-    def write_text(tmp, text: str) -> None:
+    def write_text(self, tmp, text: str) -> None:
+        """``text`` (UTF-8) to ``tmp``; an OutputError names the output, not the hidden name."""
         try:
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
         except OSError as error:
-            raise OutputError(f"Cannot write {tmp}: {error.strerror or error}.") from None
+            final = dict(self.pairs).get(os.path.abspath(os.fspath(tmp)), tmp)
+            raise OutputError(f"Cannot write {final}: {error.strerror or error}.") from None
 
     def publish(self) -> list[str]:
         publish_together(self.pairs)
@@ -324,14 +315,12 @@ class Publication:
         """Remove every temporary file (with GDAL's sidecars of it) and the folders this run
         created that are left empty, innermost first."""
         if not self.published:
-            for tmp in self._temporaries:
+            for tmp, _ in self.pairs:
                 for path in (tmp, *(tmp + s for s in RASTER_SIDECARS)):
                     _remove(path)
         for folder in sorted(set(self.created), key=len, reverse=True):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(folder)
-            except OSError:
-                pass
         self.created = []
 
     def __enter__(self) -> Publication:

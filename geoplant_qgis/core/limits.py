@@ -50,15 +50,11 @@ def default_max_cells(patches: bool = False) -> float:
     """The default limit: ``$GEOPLANT_MAX_CELLS`` (``$GEOPLANT_MAX_PATCHES`` for patches) when
     set to a valid number, else :data:`DEFAULT_MAX_CELLS` / :data:`DEFAULT_MAX_PATCHES`.
     Never raises (the Processing parameters' defaults come from here at load time)."""
-    default, env = _names(patches)
-    text = os.environ.get(env, "").strip()
-    if text:
-        try:
-            # a finite number: a Processing parameter's default cannot be infinite
-            return min(_as_limit(text, env), float(NO_LIMIT))
-        except InputDataError:
-            pass
-    return default
+    try:
+        # a finite number: a Processing parameter's default cannot be infinite
+        return min(resolve_max_cells(None, patches), float(NO_LIMIT))
+    except InputDataError:
+        return _names(patches)[0]
 
 
 def resolve_max_cells(max_cells=None, patches: bool = False) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+from . import signals
 from .errors import CancelledError
 
 
@@ -31,9 +32,7 @@ class Progress:
     def check_cancelled(self) -> None:
         """Raise :class:`CancelledError` when the user asked to stop, or a termination signal
         came (:mod:`.signals`)."""
-        from .signals import requested
-
-        signal_name = requested()
+        signal_name = signals.requested()
         if signal_name is not None:
             raise CancelledError(
                 f"Stopped by {signal_name}: nothing was published, and files that were there before "

@@ -17,7 +17,7 @@ from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.errors import GeoPlantError, plain_message
+from ..core.errors import plain_message
 from ..core.progress import Progress, report_warnings
 
 ICON_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
@@ -126,9 +126,7 @@ class GeoPlantAlgorithm(QgsProcessingAlgorithm):
                 return self.execute(parameters, context, feedback, progress)
             except QgsProcessingException:
                 raise
-            except GeoPlantError as error:
-                raise QgsProcessingException(str(error)) from None
-            except Exception as error:  # noqa: BLE001 - every error becomes words
+            except Exception as error:  # noqa: BLE001 - every error becomes words (a GeoPlantError its own)
                 raise QgsProcessingException(plain_message(error, f"geoplant:{self.ALGORITHM_ID}")) from None
             finally:
                 report_warnings(caught, progress)
