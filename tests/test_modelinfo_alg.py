@@ -53,3 +53,18 @@ def test_modelinfo_refuses_a_model_without_card(geoplant_provider, tmp_path):
     with pytest.raises(QgsProcessingException, match="This model has no 'geoplant' card"):
         run({"MODEL": str(model), "OUTPUT_JSON": str(tmp_path / "x.json")})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_modelinfo_refuses_the_model_as_its_output(geoplant_provider, tmp_path):
+    """OUTPUT_JSON = MODEL: refused before anything is written, the model byte for byte as it was."""
+    import hashlib
+
+    from qgis.core import QgsProcessingException
+
+    model = tmp_path / "m.onnx"
+    onnx.save(make_model(GOOD_INPUTS, GOOD_OUTPUTS), str(model))
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+    with pytest.raises(QgsProcessingException):
+        run({"MODEL": str(model), "OUTPUT_JSON": str(model)})
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .cardfields import shorten
+
 if TYPE_CHECKING:
     from .modelcard import ModelCard
 
 
 def describe_card(card: ModelCard) -> list[str]:
     """The card as readable lines; long texts and lists are cut (the whole card is its JSON)."""
-    from .modelcard import shorten
-
     lines = [f"Model: {shorten(card.name) or '(no name)'}  [{card.format}]"]
     if card.description:
         lines.append(f"Description: {shorten(card.description, 2000)}")
@@ -38,8 +38,6 @@ SHOWN_NAMES = 24
 
 
 def _names_text(names) -> str:
-    from .modelcard import shorten
-
     names = [shorten(n, 80) for n in names]
     if len(names) <= SHOWN_NAMES:
         return ", ".join(names)
@@ -49,8 +47,6 @@ def _names_text(names) -> str:
 def input_lines(spec) -> list[str]:
     """One input: its tensor, every variable name the engine looks for (a cube's template
     expanded; long lists cut here, whole in :func:`inputs_listing`) and its steps in order."""
-    from .modelcard import shorten
-
     if spec.kind == "patch":
         what = f"patch {len(spec.bands)} x {spec.size} x {spec.size} px at {spec.pixel_size_m:g} m; bands"
     elif spec.kind == "cube":

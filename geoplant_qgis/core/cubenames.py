@@ -11,11 +11,12 @@ its axes: ``{variable}_{year}-{month:02d}`` gives ``pr_2000-01`` .. ``tasmin_201
 from __future__ import annotations
 
 import itertools
-import math
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
+
+from .cardfields import is_number
 
 #: runs of missing elements shown in a message (the rest counted)
 SHOWN_RUNS = 8
@@ -60,10 +61,7 @@ def parse_dimensions(
         if not isinstance(values, list) or not values:
             fail(f"{where}.values", "must be a non-empty list of text or numbers")
         for j, v in enumerate(values):
-            ok = isinstance(v, str) or (
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            )
-            if not ok:
+            if not (isinstance(v, str) or is_number(v)):
                 fail(f"{where}.values[{j}]", f"must be text or a number, not {str(v)[:60]!r}")
         if len(set(map(repr, values))) != len(values):
             fail(f"{where}.values", "lists a value more than once")

@@ -112,10 +112,6 @@ class _Index:
         return self.described.get(key) or self.stems.get(key)
 
 
-def _find(name: str, catalogue: list[tuple[str, list[str]]]) -> BandRef | None:
-    return _Index(catalogue).find(name)
-
-
 def find_band(name: str, raster_paths: Sequence) -> BandRef | None:
     """The band holding variable ``name`` among ``raster_paths``, or None.
 
@@ -326,19 +322,10 @@ def resolve_variables(names: Sequence[str], raster_paths: Sequence, mapping=None
     """
     resolved, missing, catalogue = locate_variables(names, raster_paths, mapping)
     if missing:
-        available = []
-        for path, descriptions in catalogue or []:
-            named = [d for d in descriptions if d]
-            if named:
-                available.append(f"{os.path.basename(path)} (bands: {', '.join(named)})")
-            elif len(descriptions) == 1:
-                available.append(f"{os.path.basename(path)} (one band, name '{_stem(path)}')")
-            else:
-                available.append(f"{os.path.basename(path)} ({len(descriptions)} bands without descriptions)")
         raise InputDataError(
             f"{len(missing)} variable(s) not found in the rasters: {', '.join(missing)}. "
             f"A variable is a band whose description is its name, or a one-band raster named after it "
-            f"(case, '_', '-' and spaces ignored). Available: {'; '.join(available) or 'no rasters given'}. "
+            f"(case, '_', '-' and spaces ignored). Available: {available_text(catalogue)}. "
             f"Give the rest with MAPPING, e.g. '{missing[0]}=/path/to/raster.tif#1'."
         )
     return resolved
