@@ -3,16 +3,12 @@ and a folder's fingerprint (every file's sha256) to prove a refused run left it 
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
+from filestate import own_temporaries, snapshot
 from make_world import write_tif
 from rasterio.transform import from_origin
 
-from geoplant_qgis.core.files import is_own_temporary
 from geoplant_qgis.core.geoplant.observations import STANDARD_COLUMNS
 
 X0, Y0, CELL = 3_800_000.0, 2_300_000.0, 100.0
@@ -57,17 +53,5 @@ def pa_csv(path, surveys) -> str:
     return str(path)
 
 
-def fingerprint(folder) -> dict[str, str]:
-    """{relative path: sha256} of every file, and every folder, under ``folder``."""
-    out = {}
-    for root, dirs, files in os.walk(folder):
-        for d in dirs:
-            out[os.path.relpath(os.path.join(root, d), folder) + "/"] = "folder"
-        for f in files:
-            path = os.path.join(root, f)
-            out[os.path.relpath(path, folder)] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return out
-
-
-def temporaries(folder) -> list[str]:
-    return [f for _, _, files in os.walk(folder) for f in files if is_own_temporary(f)]
+fingerprint = snapshot  # every file (sha256) and folder under a folder
+temporaries = own_temporaries

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import rasterio
 import test_engine
+from filestate import own_temporaries, snapshot
 from make_world import write_tif
 from rasterio.transform import from_origin
 from test_engine import EXTENT, POINT_INPUT, B, W, make_model, snapped
-from test_reliability_files import own_temporaries, snapshot
 from tiny_models import save_linear_point_model
 
 from geoplant_qgis.cli.common import UsageError, parse_extent

@@ -553,6 +553,34 @@ def test_no_second_run_on_top_and_cancel_leaves_nothing(dock, world, project):
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
+def test_cancel_leaves_a_users_files_of_the_same_name_byte_for_byte(dock, world, project):
+    import hashlib
+
+    ready_dock(dock, world, project)
+    mine = {}
+    for kind in ("richness", "topk", "probabilities"):
+        path = os.path.join(world["out"], f"mine_{kind}.tif")
+        with open(path, "wb") as f:
+            f.write(f"the user's own {kind}".encode() * 100)
+        mine[path] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    big = QgsGeometry.fromRect(QgsRectangle(X0, Y0 - 150_000, X0 + 150_000, Y0))
+    dock.set_area(big, QgsCoordinateReferenceSystem("EPSG:3035"))
+    dock.run_name_edit.setText("mine")
+    assert dock.start_run()
+    assert dock.run_name != "mine"  # never the user's names
+
+    def on_progress(percent):
+        if percent > 0 and dock.run is not None and not dock.run.cancelled:
+            dock.cancel_run()
+
+    dock.run.progressChanged.connect(on_progress)
+    assert dock.wait_for_run(120)
+    assert "cancelled" in dock.last_message.lower()
+    assert sorted(os.listdir(world["out"])) == sorted(os.path.basename(p) for p in mine)
+    for path, digest in mine.items():
+        assert hashlib.sha256(open(path, "rb").read()).hexdigest() == digest, path
+
+
 def test_what_grows_here_without_outputs_runs_the_model(dock, world, project):
     ready_dock(dock, world, project)
     point = QgsPointXY(X0 + 2.5 * CELL, Y0 - 6.5 * CELL)

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 import test_engine
+from filestate import own_temporaries, snapshot
 from test_engine import EXTENT, POINT_INPUT, B, W, make_model
-from test_reliability_files import own_temporaries, snapshot
 from tiny_models import save_linear_point_model
 
 from geoplant_qgis.core import files, signals

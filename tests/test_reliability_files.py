@@ -12,26 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from filestate import snapshot
 
 from geoplant_qgis.core import files, signals
 from geoplant_qgis.core.errors import CancelledError, OutputError
 from geoplant_qgis.core.progress import Progress
 
 pytestmark = pytest.mark.core
-
-
-def snapshot(root) -> dict:
-    """Every file and folder under ``root``: sha256 of files, None for folders."""
-    root = Path(root)
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    return out
-
-
-def own_temporaries(root) -> list[str]:
-    return [str(p) for p in Path(root).rglob("*") if files.is_own_temporary(p.name)]
 
 
 # -- temporary names and stale ones ----------------------------------------------------------
@@ -111,7 +98,7 @@ def test_publication_publishes_all_outputs_and_replaces_sidecars_of_the_old_rast
         run.publish()
     assert snapshot(tmp_path) == {
         "map.tif": hashlib.sha256(b"new").hexdigest(),
-        "sub": None,
+        "sub": "dir",
         "sub/t.csv": hashlib.sha256(b"t").hexdigest(),
     }
 

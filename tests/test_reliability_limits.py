@@ -9,9 +9,7 @@ environment variables GEOPLANT_MAX_CELLS / GEOPLANT_MAX_PATCHES raise or lower t
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 
 import numpy as np
@@ -19,6 +17,7 @@ import pandas as pd
 import pytest
 import rasterio
 import test_engine
+from filestate import snapshot
 from rasterio.transform import from_origin
 from test_engine import EXTENT, POINT_INPUT, B, W, check_outputs, expected_point_probs, make_model, snapped
 
@@ -42,19 +41,6 @@ X0, Y0 = 3_826_000.0, 2_298_000.0  # a small LAEA raster for sampling and patche
 def no_limit_from_the_environment(monkeypatch):
     monkeypatch.delenv(limits.ENV_MAX_CELLS, raising=False)
     monkeypatch.delenv(limits.ENV_MAX_PATCHES, raising=False)
-
-
-def snapshot(folder) -> dict:
-    """Every file under ``folder`` (relative name -> sha256), folders too (name -> None)."""
-    found = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), folder)] = None
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                found[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
-    return found
 
 
 @pytest.fixture

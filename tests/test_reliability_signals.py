@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filestate import own_temporaries, snapshot
 from make_world import write_tif
 from rasterio.transform import from_origin
 from support import QGIS_PROCESS, headless_env, install_into
-from test_reliability_files import own_temporaries, snapshot
 from tiny_models import save_linear_point_model
 
 pytestmark = [pytest.mark.qgis_process, pytest.mark.slow]

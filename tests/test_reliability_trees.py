@@ -10,13 +10,13 @@ output that is an input is refused before anything is written.
 """
 
 import gc
-import hashlib
 import os
 import warnings
 
 import numpy as np
 import pytest
 import rasterio
+from filestate import snapshot
 from rasterio.transform import from_origin
 
 from geoplant_qgis.core import files
@@ -32,23 +32,6 @@ IDS = [5000108, 1322301, 212, 5, 1027998, 4401, 98765432, 300, 1200, 777, 60001,
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def snapshot(root):
-    """{relative name: sha256 of a file, 'dir' for a folder, 'link -> target' for a link}."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                out[rel] = "link -> " + os.readlink(path)
-            elif os.path.isdir(path):
-                out[rel] = "dir"
-            else:
-                with open(path, "rb") as handle:
-                    out[rel] = hashlib.sha256(handle.read()).hexdigest()
-    return out
 
 
 def temporaries(root):

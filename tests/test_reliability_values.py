@@ -20,6 +20,7 @@ import onnx
 import pandas as pd
 import pytest
 import rasterio
+from filestate import snapshot
 from make_world import write_tif
 from onnx import TensorProto, helper, numpy_helper
 from rasterio.transform import from_origin
@@ -120,17 +121,6 @@ def run(model, rasters, out, **kwargs):
         model, rasters, extent=EXTENT, extent_crs="EPSG:3035", crs="EPSG:3035", cell_size=SIZE,
         top_k=2, progress=Recorder(), **out, **kwargs,
     )  # fmt: skip
-
-
-def snapshot(folder):
-    """{relative path: bytes} of every file under ``folder``."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, folder)] = handle.read()
-    return files
 
 
 # --- activation "none": out-of-range values refused -------------------------------------------

@@ -7,7 +7,6 @@ replaces its outputs and leaves no temporary file either."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from filestate import own_temporaries, snapshot
 from make_world import write_tif
 from rasterio.transform import from_origin
 from tiny_models import save_linear_point_model
@@ -35,32 +35,7 @@ REAL_REPLACE = os.replace
 # --- helpers ---------------------------------------------------------------------------
 
 
-def snapshot(root) -> dict:
-    """Every file and folder under ``root``: files by sha256 of their bytes, symbolic links
-    by their target, folders as such."""
-    state = {}
-    for folder, dirs, names in os.walk(root):
-        for d in dirs:
-            path = os.path.join(folder, d)
-            link = os.path.islink(path)
-            state[os.path.relpath(path, root)] = "link:" + os.readlink(path) if link else "dir"
-        for name in names:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                state[rel] = "link:" + os.readlink(path)
-            else:
-                state[rel] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return state
-
-
-def temporaries(root) -> list[str]:
-    return [
-        os.path.join(folder, name)
-        for folder, dirs, names in os.walk(root)
-        for name in names + dirs
-        if files.is_own_temporary(name)
-    ]
+temporaries = own_temporaries
 
 
 def alias(target: Path, kind: str, links: Path) -> str:
