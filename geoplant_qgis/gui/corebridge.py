@@ -73,35 +73,10 @@ def request_problem(state) -> str | None:
 
 
 def run_request(request, progress):
-    """Run a built request (worker thread): ``core.predict.run`` when core has it, else the
-    engine's ``predict`` with the request's checked values."""
-    try:
-        from ..core.predict import run
-    except ImportError:
-        run = None
-    if run is not None:
-        return run(request, progress)
-    from ..core.engine import predict
+    """Run a built request (worker thread) by ``core.predict.run``."""
+    from ..core.predict import run
 
-    grid = request.grid
-    return predict(
-        request.model,
-        list(request.rasters),
-        mapping=dict(request.mapping) or None,
-        extent=grid.bounds,
-        extent_crs=grid.crs,
-        area=list(request.area) if request.area is not None else None,
-        area_crs=grid.crs if request.area is not None else None,
-        crs=grid.crs,
-        cell_size=grid.cell_size,
-        top_k=request.top_k,
-        species=[request.card.species[c].id for c in request.columns],
-        threshold=request.threshold,
-        output_richness=request.outputs.get("richness"),
-        output_topk=request.outputs.get("topk"),
-        output_probabilities=request.outputs.get("probabilities"),
-        progress=progress,
-    )
+    return run(request, progress)
 
 
 def predict_point(model_path, card, mapping, x: float, y: float, crs: str, threshold=None):
@@ -135,16 +110,14 @@ def predict_point(model_path, card, mapping, x: float, y: float, crs: str, thres
     return {"richness": richness, "species": species, "threshold": threshold}
 
 
-def point_probabilities(model_path, mapping, x: float, y: float, crs: str) -> dict | None:
+def point_probabilities(model_path, card, mapping, x: float, y: float, crs: str) -> dict | None:
     """``{species id: p}`` of every species of the model at one point (worker thread): what
     "What grows here?" adds to a run's outputs that lack some probabilities, asked at the
     output cell's centre (where the run sampled). None when an input has no data there."""
     import numpy as np
 
     from ..core.engine import predict_points
-    from ..core.modelcard import read_model_card
 
-    card = read_model_card(model_path)
     raster_paths = list(dict.fromkeys(ref.path for ref in mapping.values()))
     probabilities = predict_points(
         model_path, raster_paths, np.array([x]), np.array([y]), crs, mapping=dict(mapping)

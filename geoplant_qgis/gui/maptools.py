@@ -205,7 +205,7 @@ class CanvasTools:
     def set_buttons(self, rectangle, polygon, identify):
         self.buttons = [(rectangle, self.rectangle), (polygon, self.polygon), (identify, self.identify)]
 
-    def activate(self, tool, on=True):
+    def activate(self, tool):
         """The tool on the canvas. A click on the button of the tool that is already on keeps
         it on (a drawing in progress starts over): the button never goes off while the tool
         still looks active, and the next drag always draws. Another map tool (Pan...) turns

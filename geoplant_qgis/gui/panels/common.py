@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from contextlib import contextmanager
 
 from qgis.gui import QgsCollapsibleGroupBox
@@ -16,7 +17,7 @@ def section(title: str, collapsed: bool = False) -> QgsCollapsibleGroupBox:
 
 
 def escape(text) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(str(text), quote=False)
 
 
 def error_html(text) -> str:

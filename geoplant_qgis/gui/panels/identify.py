@@ -247,7 +247,7 @@ class Identify:
         if not set(missing) <= known:
             return  # the outputs are another model's
         answer["pending"] = True
-        model, mapping = state.model_path, dict(state.inputs)
+        model, card, mapping = state.model_path, state.card, dict(state.inputs)
 
         def done(values, error, details):
             if self.answer is not answer:
@@ -265,7 +265,7 @@ class Identify:
         self.tasks.start(
             "identify",
             "GeoPlant: what grows here? (probabilities)",
-            lambda: corebridge.point_probabilities(model, mapping, *cell),
+            lambda: corebridge.point_probabilities(model, card, mapping, *cell),
             done,
         )
 
